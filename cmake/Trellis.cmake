@@ -62,7 +62,7 @@ function(trellis_integration_test name script)
 endfunction()
 
 # trellis_fuzz_target(NAME SOURCES ... [LIBS ...])
-# A libFuzzer target; its seed corpus lives in fuzz/corpus/NAME/.
+# A libFuzzer target; its seed corpus lives in fuzz/NAME/corpus/.
 function(trellis_fuzz_target name)
     cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
     add_executable(${name} ${ARG_SOURCES})
