@@ -13,7 +13,8 @@
 /* X(name, one-line help) */
 #define TRELLIS_COMMANDS(X)                                                                        \
     X(token, "create and check PSA attestation tokens (RFC 9783)")                                 \
-    X(factory, "inject device RoT keys, sign and upload manifests (docs/factory.md)")
+    X(factory, "inject device RoT keys, sign and upload manifests (docs/factory.md)")              \
+    X(verifier, "the attestation service: registry, manifest import, signed verdicts")
 
 #define TR__EXIT_OK      0
 #define TR__EXIT_FAILURE 1
