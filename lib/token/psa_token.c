@@ -441,7 +441,7 @@ static trellis_err_t read_component(struct claims_reader *c, size_t index)
                                   LABEL(C_SW_COMPONENTS), index);
     snprintf(what, sizeof(what), "%s entry %zu", LABEL(C_SW_COMPONENTS), index);
     for (uint64_t i = 0; i < it.val; i++) {
-        tr__cbor_key_t key;
+        tr__cbor_key_t key = {0};
         err = read_key(&c->r, &key, what, c->reason);
         if (err != TRELLIS_OK)
             return err;
@@ -619,7 +619,7 @@ static trellis_err_t choose_profile(const uint8_t *buf, size_t len, trellis_psa_
                                   "claims-set has %" PRIu64 " claims, more than the %d accepted",
                                   it.val, MAX_CLAIMS);
     for (uint64_t i = 0; i < it.val; i++) {
-        tr__cbor_key_t key;
+        tr__cbor_key_t key = {0};
         err = read_key(&r, &key, "claims-set", reason);
         if (err != TRELLIS_OK)
             return err;
@@ -728,7 +728,7 @@ trellis_err_t trellis_psa_claims_decode(const uint8_t *buf, size_t len,
     if (err != TRELLIS_OK)
         goto out;
     for (uint64_t i = 0; i < it.val; i++) {
-        tr__cbor_key_t key;
+        tr__cbor_key_t key = {0};
         err = read_key(&c.r, &key, "claims-set", reason);
         if (err != TRELLIS_OK)
             goto out;
