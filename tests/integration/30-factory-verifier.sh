@@ -269,14 +269,11 @@ fi
 check "the resumed batch verifies" $trellis factory verify run-crash/manifest.jsonl
 expect_eq "and holds 300 devices" "$(sed '1d;$d' run-crash/manifest.jsonl | jq -r .device_id | sort -u | wc -l)" 300
 
-# ---- 10,000 file-backend devices in well under a minute ---------------------------------------------
-start=$(date +%s%N)
+# ---- 10,000 file-backend devices (speed is measured by bench/run-factory, not asserted here) -------
 $trellis factory make --count 10000 --model T-100 --owner acme --batch b-10k --out run-10k \
     --json >10k.json 2>10k.err
-ms=$((($(date +%s%N) - start) / 1000000))
 expect_eq "10,000 devices made" "$(jq .devices 10k.json)" 10000
 expect_eq "progress every 1,000 devices" "$(grep -c '^factory make: [0-9]*/10000 devices ([0-9]*/s)$' 10k.err)" 10
-if ((ms < 60000)); then pass "10,000 devices in ${ms} ms"; else fail "10,000 devices took ${ms} ms"; fi
 check "the 10,000-device manifest verifies" $trellis factory verify run-10k/manifest.jsonl
 
 if ((failures > 0)); then
