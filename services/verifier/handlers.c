@@ -27,13 +27,13 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static tr__worker_t *worker_of(trellis_http_request_t *req)
+tr__worker_t *tr__worker_of(trellis_http_request_t *req)
 {
     return trellis_http_request_worker_ctx(req);
 }
 
 /* Client-facing text is reduced to printable ASCII: reasons may quote bytes of the input. */
-static void sanitize(char *s)
+void tr__sanitize(char *s)
 {
     for (; *s != '\0'; s++) {
         if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
@@ -41,19 +41,19 @@ static void sanitize(char *s)
     }
 }
 
-static void respond_error(trellis_http_request_t *req, trellis_verifier_t *v, tr__route_t route,
-                          trellis_err_t err, const char *detail)
+void tr__respond_error(trellis_http_request_t *req, trellis_verifier_t *v, tr__route_t route,
+                       trellis_err_t err, const char *detail)
 {
     char text[sizeof(trellis_reason_t)];
     snprintf(text, sizeof(text), "%s", detail != NULL ? detail : "");
-    sanitize(text);
+    tr__sanitize(text);
     tr__metrics_request(&v->metrics, route, trellis_err_http_status(err));
     trellis_http_respond_error(req, err, text[0] != '\0' ? text : NULL);
 }
 
 /* The authenticated client: the CN of a certificate issued by the verifier's CA (the TLS layer
  * already refused certificates from anyone else). */
-static trellis_err_t caller_of(trellis_http_request_t *req, char out[TRELLIS_VSTORE_NAME_MAX + 1])
+trellis_err_t tr__caller_of(trellis_http_request_t *req, char out[TRELLIS_VSTORE_NAME_MAX + 1])
 {
     size_t n = 0;
     trellis_err_t err = trellis_http_request_peer_cn(req, out, TRELLIS_VSTORE_NAME_MAX + 1, &n);
@@ -96,8 +96,8 @@ static void pending_respond(evutil_socket_t fd, short what, void *arg)
     trellis_verifier_t *v = p->v;
     if (p->audit_err != TRELLIS_OK) {
         /* Fail closed: a verdict that is not in the audit log is not given out. */
-        respond_error(p->req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
-                      "the audit log could not be written");
+        tr__respond_error(p->req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
+                          "the audit log could not be written");
     } else {
         tr__metrics_verdict(&v->metrics, &p->verdict, mono_us() - p->t0_us);
         tr__metrics_request(&v->metrics, TR__ROUTE_VERIFY, 200);
@@ -141,7 +141,7 @@ static void pending_aborted(trellis_http_request_t *req, void *arg)
 void tr__handle_verify(trellis_http_request_t *req, void *app)
 {
     trellis_verifier_t *v = app;
-    tr__worker_t *w = worker_of(req);
+    tr__worker_t *w = tr__worker_of(req);
     uint64_t t0 = mono_us();
     char caller[TRELLIS_VSTORE_NAME_MAX + 1];
     trellis_reason_t why;
@@ -152,22 +152,22 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
     int exists = 0;
 
     trellis_reason_clear(&why);
-    trellis_err_t err = caller_of(req, caller);
+    trellis_err_t err = tr__caller_of(req, caller);
     if (err != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_VERIFY, err,
-                      "a client certificate issued to an OEM by this verifier is required");
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, err,
+                          "a client certificate issued to an OEM by this verifier is required");
         return;
     }
     const uint8_t *raw = trellis_http_request_body(req, &len);
     body = trellis_http_request_alloc(req, sizeof(*body));
     out = trellis_http_request_alloc(req, sizeof(*out));
     if (body == NULL || out == NULL) {
-        respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_NOMEM, NULL);
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_NOMEM, NULL);
         return;
     }
     err = tr__verify_parse((const char *)raw, len, body, &why);
     if (err != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_VERIFY, err, why.text);
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, err, why.text);
         return;
     }
     err = tr__verify_judge(&w->judge, caller, body, (int64_t)time(NULL), out, &why);
@@ -188,7 +188,7 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
     if (err != TRELLIS_OK) {
         trellis_log(TRELLIS_LOG_INFO, "verify.refused", TRELLIS_KV_STR("caller", caller),
                     TRELLIS_KV_STR("error", trellis_err_name(err)));
-        respond_error(req, v, TR__ROUTE_VERIFY, err, why.text);
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, err, why.text);
         return;
     }
 
@@ -197,7 +197,7 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
         p->ev = event_new(trellis_http_request_base(req), -1, 0, pending_respond, p);
     if (p == NULL || p->ev == NULL) {
         free(p);
-        respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_NOMEM, NULL);
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_NOMEM, NULL);
         return;
     }
     p->v = v;
@@ -218,15 +218,15 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
         /* Not queued: the writer never sees p. Answer now, still on the worker thread. */
         event_free(p->ev);
         free(p);
-        respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
-                      "too many verdicts waiting for the audit log; retry");
+        tr__respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
+                          "too many verdicts waiting for the audit log; retry");
     }
 }
 
 /* ---- POST /v1/manifests ---- */
 
-static void audit_import(trellis_verifier_t *v, const char *caller, const char *outcome,
-                         const tr__import_report_t *rep)
+void tr__audit_import(trellis_verifier_t *v, const char *caller, const char *outcome,
+                      const tr__import_report_t *rep)
 {
     trellis_vstore_audit_t e;
     memset(&e, 0, sizeof(e));
@@ -240,7 +240,7 @@ static void audit_import(trellis_verifier_t *v, const char *caller, const char *
         snprintf(e.reason, sizeof(e.reason), "batch=%.64s lines=%" PRIu64 " %s: %.150s",
                  rep->have_header ? rep->header.batch : "?", rep->lines_read,
                  trellis_err_name(rep->err), rep->reason.text);
-    sanitize(e.reason);
+    tr__sanitize(e.reason);
     /* Not a change of the registry, so the answer does not wait for it. */
     tr__audit_queue_push(v->audit, &e, NULL, NULL);
 }
@@ -248,28 +248,26 @@ static void audit_import(trellis_verifier_t *v, const char *caller, const char *
 void tr__handle_manifests(trellis_http_request_t *req, void *app)
 {
     trellis_verifier_t *v = app;
-    tr__worker_t *w = worker_of(req);
+    tr__worker_t *w = tr__worker_of(req);
     char caller[TRELLIS_VSTORE_NAME_MAX + 1];
     tr__import_t *imp = NULL;
     tr__import_report_t *rep = NULL;
-    json_t *o = NULL;
     size_t len = 0;
-    int status = 500;
 
-    trellis_err_t err = caller_of(req, caller);
+    trellis_err_t err = tr__caller_of(req, caller);
     if (err != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_MANIFESTS, err,
-                      "a client certificate issued to a factory by this verifier is required");
+        tr__respond_error(req, v, TR__ROUTE_MANIFESTS, err,
+                          "a client certificate issued to a factory by this verifier is required");
         return;
     }
     if (trellis_http_request_expect_content_type(req, MANIFEST_MEDIA_TYPE) != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_MANIFESTS, TRELLIS_ERR_CONTENT_TYPE,
-                      "a manifest is sent as " MANIFEST_MEDIA_TYPE);
+        tr__respond_error(req, v, TR__ROUTE_MANIFESTS, TRELLIS_ERR_CONTENT_TYPE,
+                          "a manifest is sent as " MANIFEST_MEDIA_TYPE);
         return;
     }
     rep = trellis_http_request_alloc(req, sizeof(*rep));
     if (rep == NULL) {
-        respond_error(req, v, TR__ROUTE_MANIFESTS, TRELLIS_ERR_NOMEM, NULL);
+        tr__respond_error(req, v, TR__ROUTE_MANIFESTS, TRELLIS_ERR_NOMEM, NULL);
         return;
     }
     const uint8_t *body = trellis_http_request_body(req, &len);
@@ -283,18 +281,24 @@ void tr__handle_manifests(trellis_http_request_t *req, void *app)
         rep->err = err;
     }
     tr__import_free(imp);
+    tr__respond_import(req, v, TR__ROUTE_MANIFESTS, caller, rep);
+}
 
-    o = tr__import_report_json(rep);
+void tr__respond_import(trellis_http_request_t *req, trellis_verifier_t *v, tr__route_t route,
+                        const char *caller, const tr__import_report_t *rep)
+{
+    int status = 500;
+    json_t *o = tr__import_report_json(rep);
     if (o == NULL) {
-        respond_error(req, v, TR__ROUTE_MANIFESTS, TRELLIS_ERR_NOMEM, NULL);
+        tr__respond_error(req, v, route, TRELLIS_ERR_NOMEM, NULL);
         return;
     }
-    if (err == TRELLIS_OK) {
+    if (rep->err == TRELLIS_OK) {
         /* 200 for both: an import is idempotent, and `trellis factory upload` expects it. */
         status = 200;
         if (rep->already_present) {
             atomic_fetch_add(&v->metrics.manifests_present, 1);
-            audit_import(v, caller, "already_present", rep);
+            tr__audit_import(v, caller, "already_present", rep);
         } else {
             atomic_fetch_add(&v->metrics.manifests_imported, 1);
             atomic_fetch_add(&v->metrics.devices_added, rep->added);
@@ -305,14 +309,14 @@ void tr__handle_manifests(trellis_http_request_t *req, void *app)
             TRELLIS_KV_INT("records", (long long)rep->records),
             TRELLIS_KV_INT("added", (long long)rep->added));
     } else {
-        status = trellis_err_http_status(err);
+        status = trellis_err_http_status(rep->err);
         atomic_fetch_add(&v->metrics.manifests_rejected, 1);
-        audit_import(v, caller, "rejected", rep);
+        tr__audit_import(v, caller, "rejected", rep);
         trellis_log(TRELLIS_LOG_INFO, "manifest.rejected", TRELLIS_KV_STR("caller", caller),
-                    TRELLIS_KV_STR("error", trellis_err_name(err)),
+                    TRELLIS_KV_STR("error", trellis_err_name(rep->err)),
                     TRELLIS_KV_INT("lines_read", (long long)rep->lines_read));
     }
-    tr__metrics_request(&v->metrics, TR__ROUTE_MANIFESTS, status);
+    tr__metrics_request(&v->metrics, route, status);
     trellis_http_respond_json(req, status, o);
     json_decref(o);
 }
@@ -329,7 +333,7 @@ void tr__handle_verdict_key(trellis_http_request_t *req, void *app)
 void tr__handle_healthz(trellis_http_request_t *req, void *app)
 {
     trellis_verifier_t *v = app;
-    tr__worker_t *w = worker_of(req);
+    tr__worker_t *w = tr__worker_of(req);
     int exists = 0;
     size_t depth = 0;
     uint64_t committed = 0, failed = 0;
@@ -339,7 +343,8 @@ void tr__handle_healthz(trellis_http_request_t *req, void *app)
     /* One indexed read proves the registry answers. */
     trellis_err_t err = w->store->oem_exists(w->store->ctx, "healthz", &exists);
     if (err != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_HEALTHZ, TRELLIS_ERR_UNAVAILABLE, "registry unavailable");
+        tr__respond_error(req, v, TR__ROUTE_HEALTHZ, TRELLIS_ERR_UNAVAILABLE,
+                          "registry unavailable");
         return;
     }
     int n = snprintf(text, sizeof(text), "{\"status\":\"ok\",\"audit_queue\":%zu}", depth);
@@ -354,7 +359,7 @@ void tr__handle_metrics(trellis_http_request_t *req, void *app)
     size_t len = 0;
     tr__metrics_request(&v->metrics, TR__ROUTE_METRICS, 200);
     if (trellis_verifier_metrics_text(v, &text, &len) != TRELLIS_OK) {
-        respond_error(req, v, TR__ROUTE_METRICS, TRELLIS_ERR_INTERNAL, NULL);
+        tr__respond_error(req, v, TR__ROUTE_METRICS, TRELLIS_ERR_INTERNAL, NULL);
         return;
     }
     trellis_http_respond_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);

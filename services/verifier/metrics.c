@@ -19,6 +19,7 @@ static const char *const ROUTE_NAMES[TR__ROUTE_COUNT] = {
     [TR__ROUTE_VERDICT_KEY] = "/v1/verdict-key",
     [TR__ROUTE_HEALTHZ] = "/healthz",
     [TR__ROUTE_METRICS] = "/metrics",
+    [TR__ROUTE_UPLOADS] = "/v1/manifests/uploads",
 };
 
 /* The status codes the handlers answer with; anything else is counted as "other" (index 15). */
@@ -191,10 +192,14 @@ trellis_err_t tr__metrics_render(tr__metrics_t *m, const tr__metrics_gauges_t *g
          "# HELP trellis_verifier_audit_entries_total Audit entries by commit outcome.\n"
          "# TYPE trellis_verifier_audit_entries_total counter\n"
          "trellis_verifier_audit_entries_total{outcome=\"committed\"} %" PRIu64 "\n"
-         "trellis_verifier_audit_entries_total{outcome=\"failed\"} %" PRIu64 "\n",
+         "trellis_verifier_audit_entries_total{outcome=\"failed\"} %" PRIu64 "\n"
+         "# HELP trellis_verifier_manifest_uploads_open Manifest uploads in parts not yet "
+         "committed.\n"
+         "# TYPE trellis_verifier_manifest_uploads_open gauge\n"
+         "trellis_verifier_manifest_uploads_open %" PRIu64 "\n",
          g->connections_accepted, g->connections_rejected, g->connections_timed_out,
          g->connections_active, g->http_requests, g->audit_depth, g->audit_committed,
-         g->audit_failed);
+         g->audit_failed, g->uploads_open);
 
     if (t.overflow) {
         free(t.buf);

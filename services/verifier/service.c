@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -21,6 +22,10 @@
 static const trellis_http_route_t ROUTES[] = {
     {TRELLIS_HTTP_POST, "/v1/verify", tr__handle_verify, TRELLIS_HTTP_ROUTE_JSON},
     {TRELLIS_HTTP_POST, "/v1/manifests", tr__handle_manifests, 0},
+    {TRELLIS_HTTP_POST | TRELLIS_HTTP_GET | TRELLIS_HTTP_DELETE, "/v1/manifests/uploads",
+     tr__handle_uploads, 0},
+    {TRELLIS_HTTP_PUT, "/v1/manifests/uploads/part", tr__handle_upload_part, 0},
+    {TRELLIS_HTTP_POST, "/v1/manifests/uploads/commit", tr__handle_upload_commit, 0},
     {TRELLIS_HTTP_GET, "/v1/verdict-key", tr__handle_verdict_key, 0},
     {TRELLIS_HTTP_GET, "/healthz", tr__handle_healthz, 0},
     {TRELLIS_HTTP_GET, "/metrics", tr__handle_metrics, 0},
@@ -46,11 +51,19 @@ trellis_err_t trellis_verifier_open_store(const trellis_verifier_config_t *cfg,
     return TRELLIS_OK;
 }
 
+/* Worker 0, once a second: abandoned uploads give back their connection and staging space
+ * even when no other upload request comes. */
+static void sweep_uploads(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    tr__uploads_sweep(arg);
+}
+
 static trellis_err_t worker_init(void *app, unsigned index, struct event_base *base, void **ctx)
 {
     trellis_verifier_t *v = app;
     tr__worker_t *w = calloc(1, sizeof(*w));
-    (void)index;
     if (w == NULL)
         return TRELLIS_ERR_NOMEM;
     trellis_err_t err = trellis_verifier_open_store(&v->cfg, &w->store, NULL);
@@ -58,14 +71,34 @@ static trellis_err_t worker_init(void *app, unsigned index, struct event_base *b
         free(w);
         return err;
     }
+    if (index == 0) {
+        static const struct timeval second = {1, 0};
+        w->sweep = event_new(base, -1, EV_PERSIST, sweep_uploads, v);
+        if (w->sweep == NULL || event_add(w->sweep, &second) != 0) {
+            if (w->sweep != NULL)
+                event_free(w->sweep);
+            trellis_vstore_close(w->store);
+            free(w);
+            return TRELLIS_ERR_NOMEM;
+        }
+    }
     w->v = v;
     w->base = base;
+    err = tr__device_key_template(&w->key_template);
+    if (err != TRELLIS_OK) {
+        if (w->sweep != NULL)
+            event_free(w->sweep);
+        trellis_vstore_close(w->store);
+        free(w);
+        return err;
+    }
     w->judge = (tr__judge_t){
         .store = w->store,
         .verdict_key = v->verdict_key,
         .kid = v->kid,
         .verifier_id = v->cfg.verifier_id,
         .ttl_s = (int)(v->cfg.verdict_ttl_ms / 1000),
+        .key_template = w->key_template,
     };
     *ctx = w;
     return TRELLIS_OK;
@@ -78,6 +111,9 @@ static void worker_fini(void *app, unsigned index, void *ctx)
     (void)index;
     if (w == NULL)
         return;
+    if (w->sweep != NULL)
+        event_free(w->sweep);
+    EVP_PKEY_free(w->key_template);
     trellis_vstore_close(w->store);
     free(w);
 }
@@ -191,6 +227,10 @@ trellis_err_t trellis_verifier_new(const trellis_verifier_config_t *cfg, trellis
     hc.request_timeout_ms = (unsigned)v->cfg.request_timeout_ms;
     hc.write_timeout_ms = (unsigned)v->cfg.write_timeout_ms;
     hc.max_connections = (unsigned)v->cfg.max_connections;
+    err = tr__uploads_init(&v->uploads, hc.max_body);
+    if (err != TRELLIS_OK)
+        goto out;
+    v->uploads_ready = 1;
     hc.routes = ROUTES;
     hc.n_routes = sizeof(ROUTES) / sizeof(ROUTES[0]);
     hc.app = v;
@@ -248,6 +288,7 @@ trellis_err_t trellis_verifier_metrics_text(trellis_verifier_t *v, char **out, s
     g.connections_timed_out = st.connections_timed_out;
     g.connections_active = st.connections_active;
     g.http_requests = st.requests;
+    g.uploads_open = v->uploads_ready ? tr__uploads_open(v) : 0;
     return tr__metrics_render(&v->metrics, &g, out, out_len);
 }
 
@@ -258,6 +299,9 @@ void trellis_verifier_free(trellis_verifier_t *v)
     /* HTTP first: it aborts the verdicts still waiting, so none is answered after this. Then
      * the audit writer commits whatever is queued, verdicts of aborted requests included. */
     trellis_http_server_free(v->http);
+    /* No handler runs now: open uploads are aborted (and audited before the writer stops). */
+    if (v->uploads_ready)
+        tr__uploads_fini(v);
     tr__audit_queue_free(v->audit);
     trellis_vstore_close(v->audit_store);
     free(v->key_body);

@@ -5,6 +5,7 @@
  * nothing in the registry).
  */
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,10 +26,11 @@
 #include "verifier_internal.h"
 #include "vtest_util.h"
 
-#define N_DEV    6
-#define MAX_CONN 24
+#define N_DEV       6
+#define UP_PART_MAX 400 /* the upload tests' part size: a few devices take several parts */
+#define MAX_CONN    24
 
-enum { CL_ACME, CL_BETA, CL_FAB, CL_NONE, CL_FOREIGN, N_CL };
+enum { CL_ACME, CL_BETA, CL_FAB, CL_NONE, CL_FOREIGN, CL_FAB2, N_CL };
 
 typedef struct {
     char dir[256];
@@ -123,6 +125,9 @@ static int setup(void **state)
     assert_int_equal(trellis_p256_save_public_pem(f->fkey, path), TRELLIS_OK);
     if (trellis_verifier_add_factory(&f->cfg, "fab-1", path, NULL, 0, NULL, &why) != TRELLIS_OK)
         fail_msg("add-factory: %s", why.text);
+    /* A second factory, for uploads bound to the first. */
+    if (trellis_verifier_add_factory(&f->cfg, "fab-2", path, NULL, 0, NULL, &why) != TRELLIS_OK)
+        fail_msg("add-factory: %s", why.text);
     /* Names are one namespace across OEMs and factories. */
     assert_int_equal(trellis_verifier_add_factory(&f->cfg, "acme", path, NULL, 0, NULL, &why),
                      TRELLIS_ERR_EXISTS);
@@ -131,6 +136,7 @@ static int setup(void **state)
         vt_device_init(&f->dev[i], i);
     if (trellis_verifier_new(&f->cfg, &f->v, &why) != TRELLIS_OK)
         fail_msg("new: %s", why.text);
+    f->v->uploads.part_max = UP_PART_MAX;
     if (trellis_verifier_start(f->v, &why) != TRELLIS_OK)
         fail_msg("start: %s", why.text);
     f->port = trellis_verifier_port(f->v);
@@ -140,6 +146,7 @@ static int setup(void **state)
     f->ctx[CL_FAB] = client_ctx(f->dir, "fab-1");
     f->ctx[CL_NONE] = client_ctx(f->dir, NULL);
     f->ctx[CL_FOREIGN] = foreign_ctx(f->dir);
+    f->ctx[CL_FAB2] = client_ctx(f->dir, "fab-2");
     assert_int_equal(trellis_verifier_open_store(&f->cfg, &f->s, NULL), TRELLIS_OK);
     g = f;
     *state = f;
@@ -640,6 +647,298 @@ static void test_keep_alive(void **state)
     free(body);
 }
 
+/* ---- manifest uploads in parts ---- */
+
+#define UP_PART UP_PART_MAX
+
+/* One request on the upload API; fails the test unless the status is want. The answer's JSON
+ * (caller json_decref's it). */
+static json_t *up(int client, const char *method, const char *path, const char *ctype,
+                  const void *body, size_t len, int want)
+{
+    tc_response_t r;
+    assert_int_equal(call(client, method, path, ctype, body, len, &r), 0);
+    if (r.status != want)
+        fail_msg("%s %s: want %d, got %d %s", method, path, want, r.status, r.body);
+    json_t *j = body_json(&r);
+    tc_response_free(&r);
+    return j;
+}
+
+static void up_open(int client, char id[TR__UPLOAD_ID_HEX_LEN + 1])
+{
+    json_t *j = up(client, "POST", "/v1/manifests/uploads", NULL, NULL, 0, 201);
+    assert_int_equal(strlen(str_member(j, "upload")), TR__UPLOAD_ID_HEX_LEN);
+    snprintf(id, TR__UPLOAD_ID_HEX_LEN + 1, "%s", str_member(j, "upload"));
+    assert_int_equal(json_integer_value(json_object_get(j, "part_max")), UP_PART);
+    assert_int_equal(json_integer_value(json_object_get(j, "next_part")), 1);
+    json_decref(j);
+}
+
+static json_t *up_part(int client, const char *id, unsigned part, const char *data, size_t len,
+                       int want)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/manifests/uploads/part?upload=%s&part=%u", id, part);
+    return up(client, "PUT", path, "application/octet-stream", data, len, want);
+}
+
+static json_t *up_commit(int client, const char *id, int want)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/manifests/uploads/commit?upload=%s", id);
+    return up(client, "POST", path, NULL, NULL, 0, want);
+}
+
+static long long up_next_part(int client, const char *id, int want)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "/v1/manifests/uploads?upload=%s", id);
+    json_t *j = up(client, "GET", path, NULL, NULL, 0, want);
+    long long n = json_integer_value(json_object_get(j, "next_part"));
+    json_decref(j);
+    return n;
+}
+
+static void expect_error(json_t *j, const char *code, const char *detail_part)
+{
+    assert_string_equal(str_member(j, "error"), code);
+    if (detail_part != NULL && strstr(str_member(j, "detail"), detail_part) == NULL)
+        fail_msg("detail \"%s\" lacks \"%s\"", str_member(j, "detail"), detail_part);
+    json_decref(j);
+}
+
+/* Sends every part of text; returns the number of parts. */
+static unsigned up_all_parts(int client, const char *id, const char *text, size_t len)
+{
+    unsigned part = 0;
+    for (size_t off = 0; off < len; off += UP_PART) {
+        size_t n = len - off < UP_PART ? len - off : UP_PART;
+        json_decref(up_part(client, id, ++part, text + off, n, 200));
+    }
+    return part;
+}
+
+static void up_devices(vt_device_t *d, size_t n, unsigned base)
+{
+    for (size_t i = 0; i < n; i++)
+        vt_device_init(&d[i], base + (unsigned)i);
+}
+
+static char *up_manifest(const vt_device_t *d, size_t n, const char *batch, size_t *len)
+{
+    vt_manifest_spec_t spec = {.factory = "fab-1",
+                               .owner = "acme",
+                               .batch = batch,
+                               .count = -1,
+                               .devices = d,
+                               .n_devices = n,
+                               .signer = g->fkey};
+    return vt_manifest_build(&spec, len);
+}
+
+static void test_upload_in_parts(void **state)
+{
+    (void)state;
+    vt_device_t d[8];
+    char id[TR__UPLOAD_ID_HEX_LEN + 1];
+    char other[UP_PART];
+    size_t len = 0;
+    up_devices(d, 8, 100);
+    char *text = up_manifest(d, 8, "b-parts", &len);
+    assert_true(len > 3 * UP_PART);
+    trellis_vstore_counts_t before = registry();
+
+    up_open(CL_FAB, id);
+    json_decref(up_part(CL_FAB, id, 1, text, UP_PART, 200));
+    /* Out of order, a changed resend, oversize, empty, wrong type, bad queries: each refused,
+     * the upload carries on where it was. */
+    expect_error(up_part(CL_FAB, id, 3, text + UP_PART, UP_PART, 409), "bad_request",
+                 "part 2 is next");
+    memcpy(other, text, UP_PART);
+    other[10] ^= 1;
+    expect_error(up_part(CL_FAB, id, 1, other, UP_PART, 409), "bad_request", "already received");
+    char *big = calloc(1, UP_PART + 1);
+    assert_non_null(big);
+    expect_error(up_part(CL_FAB, id, 2, big, UP_PART + 1, 413), "too_large", "1 to 400 bytes");
+    free(big);
+    expect_error(up_part(CL_FAB, id, 2, text, 0, 400), "bad_request", "1 to 400 bytes");
+    expect_error(up(CL_FAB, "PUT", "/v1/manifests/uploads/part?upload=x&part=2",
+                    "application/octet-stream", text, 10, 400),
+                 "bad_request", "hex digits");
+    char path[200];
+    snprintf(path, sizeof(path), "/v1/manifests/uploads/part?upload=%s&part=02", id);
+    expect_error(up(CL_FAB, "PUT", path, "application/octet-stream", text, 10, 400), "bad_request",
+                 "part must be");
+    snprintf(path, sizeof(path), "/v1/manifests/uploads/part?upload=%s&part=2&x=1", id);
+    expect_error(up(CL_FAB, "PUT", path, "application/octet-stream", text, 10, 400), "bad_request",
+                 "only upload and part");
+    snprintf(path, sizeof(path), "/v1/manifests/uploads/part?upload=%s&part=2", id);
+    expect_error(up(CL_FAB, "PUT", path, "application/x-ndjson", text, 10, 415), "bad_request",
+                 NULL);
+    /* Another tenant cannot see, feed, commit or abandon it: the same 404 as an unknown id. */
+    expect_error(up_part(CL_ACME, id, 2, text + UP_PART, UP_PART, 404), "bad_request",
+                 "no open upload");
+    expect_error(up_part(CL_FAB2, id, 2, text + UP_PART, UP_PART, 404), "bad_request",
+                 "no open upload");
+    expect_error(up_commit(CL_FAB2, id, 404), "bad_request", "no open upload");
+    snprintf(path, sizeof(path), "/v1/manifests/uploads?upload=%s", id);
+    expect_error(up(CL_FAB2, "DELETE", path, NULL, NULL, 0, 404), "bad_request", NULL);
+    expect_error(up(CL_NONE, "DELETE", path, NULL, NULL, 0, 401), "bad_request", NULL);
+    assert_int_equal(up_next_part(CL_FAB, id, 200), 2);
+    /* The last part again (a lost answer) is accepted and not fed twice. */
+    json_decref(up_part(CL_FAB, id, 1, text, UP_PART, 200));
+    assert_int_equal(up_next_part(CL_FAB, id, 200), 2);
+    assert_registry_unchanged(&before);
+
+    unsigned part = 1;
+    for (size_t off = UP_PART; off < len; off += UP_PART) {
+        size_t n = len - off < UP_PART ? len - off : UP_PART;
+        json_decref(up_part(CL_FAB, id, ++part, text + off, n, 200));
+    }
+    assert_registry_unchanged(&before);
+    json_t *j = up_commit(CL_FAB, id, 200);
+    assert_string_equal(str_member(j, "status"), "imported");
+    assert_int_equal(json_integer_value(json_object_get(j, "added")), 8);
+    json_decref(j);
+    trellis_vstore_counts_t after = registry();
+    assert_int_equal(after.devices, before.devices + 8);
+    assert_int_equal(after.manifests, before.manifests + 1);
+    /* Committed: the id is gone. */
+    expect_error(up_commit(CL_FAB, id, 404), "bad_request", "no open upload");
+
+    /* The same manifest again, in parts or whole: a no-op. */
+    up_open(CL_FAB, id);
+    up_all_parts(CL_FAB, id, text, len);
+    j = up_commit(CL_FAB, id, 200);
+    assert_string_equal(str_member(j, "status"), "already_present");
+    json_decref(j);
+    post_manifest(CL_FAB, text, len, 200, "already_present");
+    assert_registry_unchanged(&after);
+    free(text);
+    for (size_t i = 0; i < 8; i++)
+        vt_device_cleanup(&d[i]);
+}
+
+static int count_audit(void *arg, const trellis_vstore_audit_t *e)
+{
+    int *n = arg;
+    if (strcmp(e->event, "manifest.upload") == 0 && strcmp(e->outcome, "abandoned") == 0)
+        (*n)++;
+    return 0;
+}
+
+static int abandoned_audited(void)
+{
+    int n = 0;
+    tr__audit_queue_flush(g->v->audit);
+    assert_int_equal(g->s->audit_list(g->s->ctx, NULL, 0, 100000, count_audit, &n), TRELLIS_OK);
+    return n;
+}
+
+static void test_upload_bad_input(void **state)
+{
+    (void)state;
+    vt_device_t d[4];
+    char id[TR__UPLOAD_ID_HEX_LEN + 1];
+    char ids[TR__UPLOADS_MAX][TR__UPLOAD_ID_HEX_LEN + 1];
+    char path[200];
+    size_t len = 0;
+    up_devices(d, 4, 200);
+    char *text = up_manifest(d, 4, "b-bad-parts", &len);
+    trellis_vstore_counts_t before = registry();
+
+    /* Only a registered factory opens uploads. */
+    expect_error(up(CL_ACME, "POST", "/v1/manifests/uploads", NULL, NULL, 0, 403), "bad_request",
+                 "registered factory");
+    expect_error(up(CL_NONE, "POST", "/v1/manifests/uploads", NULL, NULL, 0, 401), "bad_request",
+                 NULL);
+    expect_error(up(CL_FAB, "POST", "/v1/manifests/uploads?upload=1", NULL, NULL, 0, 400),
+                 "bad_request", "no query");
+
+    /* A commit before the last part: refused, the upload is over, nothing changed. */
+    up_open(CL_FAB, id);
+    json_decref(up_part(CL_FAB, id, 1, text, UP_PART, 200));
+    expect_error(up_commit(CL_FAB, id, 400), "bad_request", "has no newline");
+    assert_int_equal(up_next_part(CL_FAB, id, 404), 0);
+
+    /* A bad record in a part ends the upload at once, naming the line. */
+    char *bad = malloc(len);
+    assert_non_null(bad);
+    memcpy(bad, text, len);
+    char *rec = strstr(bad, "\"device_id\":\"");
+    assert_non_null(rec);
+    rec[13] = rec[13] == '0' ? '1' : '0';
+    up_open(CL_FAB, id);
+    json_t *j = up_part(CL_FAB, id, 1, bad, UP_PART, 400);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(j, "lines"), 0)), 2);
+    expect_error(j, "bad_request", "line 2");
+    expect_error(up_part(CL_FAB, id, 2, bad + UP_PART, UP_PART, 404), "bad_request", NULL);
+
+    /* A manifest signed by another key: refused at the commit. */
+    EVP_PKEY *rogue = NULL;
+    assert_int_equal(trellis_p256_generate(&rogue), TRELLIS_OK);
+    vt_manifest_spec_t spec = {.factory = "fab-1",
+                               .owner = "acme",
+                               .batch = "b-bad-parts",
+                               .count = -1,
+                               .devices = d,
+                               .n_devices = 4,
+                               .signer = rogue};
+    size_t rlen = 0;
+    char *forged = vt_manifest_build(&spec, &rlen);
+    up_open(CL_FAB, id);
+    up_all_parts(CL_FAB, id, forged, rlen);
+    expect_error(up_commit(CL_FAB, id, 400), "bad_request", "signature does not verify");
+    free(forged);
+    EVP_PKEY_free(rogue);
+
+    /* Abandoned by the factory. */
+    int audited = abandoned_audited();
+    up_open(CL_FAB, id);
+    json_decref(up_part(CL_FAB, id, 1, text, UP_PART, 200));
+    snprintf(path, sizeof(path), "/v1/manifests/uploads?upload=%s", id);
+    j = up(CL_FAB, "DELETE", path, NULL, NULL, 0, 200);
+    assert_string_equal(str_member(j, "status"), "abandoned");
+    json_decref(j);
+    expect_error(up_part(CL_FAB, id, 2, text + UP_PART, UP_PART, 404), "bad_request", NULL);
+    assert_int_equal(abandoned_audited(), audited + 1);
+
+    /* At most TR__UPLOADS_MAX open at once. */
+    for (size_t i = 0; i < TR__UPLOADS_MAX; i++)
+        up_open(CL_FAB, ids[i]);
+    expect_error(up(CL_FAB, "POST", "/v1/manifests/uploads", NULL, NULL, 0, 503), "unavailable",
+                 "too many");
+    assert_int_equal(tr__uploads_open(g->v), TR__UPLOADS_MAX);
+
+    /* Abandoned by silence: once idle past the time limit they are dropped (worker 0 sweeps
+     * every second), with an audit entry each. */
+    json_decref(up_part(CL_FAB, ids[0], 1, text, UP_PART, 200));
+    pthread_mutex_lock(&g->v->uploads.lock);
+    long long ttl = g->v->uploads.ttl_ms;
+    g->v->uploads.ttl_ms = 200;
+    pthread_mutex_unlock(&g->v->uploads.lock);
+    for (int i = 0; i < 40 && tr__uploads_open(g->v) > 0; i++)
+        usleep(100 * 1000);
+    assert_int_equal(tr__uploads_open(g->v), 0);
+    pthread_mutex_lock(&g->v->uploads.lock);
+    g->v->uploads.ttl_ms = ttl;
+    pthread_mutex_unlock(&g->v->uploads.lock);
+    assert_int_equal(abandoned_audited(), audited + 1 + TR__UPLOADS_MAX);
+    expect_error(up_part(CL_FAB, ids[0], 2, text + UP_PART, UP_PART, 404), "bad_request", NULL);
+    char *metrics = NULL;
+    size_t mlen = 0;
+    assert_int_equal(trellis_verifier_metrics_text(g->v, &metrics, &mlen), TRELLIS_OK);
+    assert_non_null(strstr(metrics, "trellis_verifier_manifest_uploads_open 0\n"));
+    free(metrics);
+
+    assert_registry_unchanged(&before);
+    free(bad);
+    free(text);
+    for (size_t i = 0; i < 4; i++)
+        vt_device_cleanup(&d[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -649,6 +948,8 @@ int main(void)
         cmocka_unit_test(test_verify_bad_input),
         cmocka_unit_test(test_key_health_metrics),
         cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_upload_in_parts),
+        cmocka_unit_test(test_upload_bad_input),
         cmocka_unit_test(test_slow_clients_and_connection_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -20,6 +20,7 @@ typedef struct {
     char kid[TRELLIS_JWK_KID_LEN + 1];
     vt_device_t dev[N_DEV];
     tr__judge_t judge;
+    EVP_PKEY *tmpl; /* the device key template, in the *_template runs */
 } fx_t;
 
 static const uint8_t CSR[] = "0\x82\x01\x10 a CSR in DER would be here";
@@ -76,9 +77,20 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same fixture, the judge building device keys from a template as the service does. */
+static int setup_template(void **state)
+{
+    setup(state);
+    fx_t *f = *state;
+    assert_int_equal(tr__device_key_template(&f->tmpl), TRELLIS_OK);
+    f->judge.key_template = f->tmpl;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    EVP_PKEY_free(f->tmpl);
     for (unsigned i = 0; i < N_DEV; i++)
         vt_device_cleanup(&f->dev[i]);
     EVP_PKEY_free(f->fkey);
@@ -295,6 +307,58 @@ static void test_parse_body(void **state)
     assert_int_equal(tr__verify_parse(big, sizeof(big), &req, &why), TRELLIS_ERR_TOO_LARGE);
 }
 
+/* A device whose recorded key is not a P-256 point (only a store written behind the importer's
+ * back could hold one): no verdict at all, with or without a template, and nothing leaks. */
+static void test_bad_recorded_key(void **state)
+{
+    fx_t *f = *state;
+    trellis_vstore_t *s = f->s;
+    uint8_t point[65], hash[32], sha[32] = {7};
+    char id[33];
+    size_t n = 0;
+    trellis_vstore_import_result_t res;
+    tr__verify_request_t req;
+    tr__verify_outcome_t out;
+    trellis_reason_t why;
+
+    memcpy(point, f->dev[DEV_GHOST].point, sizeof(point));
+    point[64] ^= 1; /* off the curve */
+    assert_int_equal(trellis_sha256(point, sizeof(point), hash), TRELLIS_OK);
+    assert_int_equal(trellis_hex_encode(hash, 16, id, sizeof(id), &n), TRELLIS_OK);
+    trellis_vstore_record_t r = {.device_id = id, .rot_key = point, .model = "M", .serial = "S-X"};
+    trellis_vstore_manifest_t m = {.factory = "fab-1",
+                                   .owner = "acme",
+                                   .batch = "b-x",
+                                   .created = "2026-01-01T00:00:00Z",
+                                   .count = 1,
+                                   .sha256 = sha,
+                                   .caller = "fab-1"};
+    assert_int_equal(s->import_begin(s->ctx), TRELLIS_OK);
+    assert_int_equal(s->import_stage(s->ctx, &r, 2, &why), TRELLIS_OK);
+    assert_int_equal(s->import_commit(s->ctx, &m, &res), TRELLIS_OK);
+    /* The token names the bad point (its UEID is what the look-up uses). */
+    memset(&req, 0, sizeof(req));
+    req.evidence_len = vt_token_make(f->dev[DEV_GHOST].key, point, CHALLENGE, sizeof(CHALLENGE),
+                                     CSR, sizeof(CSR), 0, req.evidence, sizeof(req.evidence));
+    assert_true(req.evidence_len > 0);
+    memcpy(req.csr, CSR, sizeof(CSR));
+    req.csr_len = sizeof(CSR);
+    memcpy(req.challenge, CHALLENGE, sizeof(CHALLENGE));
+    req.challenge_len = sizeof(CHALLENGE);
+    for (int with_template = 0; with_template < 2; with_template++) {
+        EVP_PKEY *tmpl = NULL;
+        if (with_template)
+            assert_int_equal(tr__device_key_template(&tmpl), TRELLIS_OK);
+        f->judge.key_template = tmpl;
+        assert_int_equal(tr__verify_judge(&f->judge, "acme", &req, (int64_t)time(NULL), &out, &why),
+                         TRELLIS_ERR_BAD_KEY);
+        assert_int_equal(out.jws_len, 0);
+        f->judge.key_template = NULL;
+        EVP_PKEY_free(tmpl);
+    }
+    assert_int_equal(tr__device_key_template(NULL), TRELLIS_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -303,6 +367,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_verdicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_evidence, setup, teardown),
         cmocka_unit_test(test_parse_body),
+        cmocka_unit_test_setup_teardown(test_affirming, setup_template, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_isolation, setup_template, teardown),
+        cmocka_unit_test_setup_teardown(test_negative_verdicts, setup_template, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_evidence, setup_template, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_recorded_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
