@@ -14,7 +14,8 @@
 #define TRELLIS_COMMANDS(X)                                                                        \
     X(token, "create and check PSA attestation tokens (RFC 9783)")                                 \
     X(factory, "inject device RoT keys, sign and upload manifests (docs/factory.md)")              \
-    X(verifier, "the attestation service: registry, manifest import, signed verdicts")
+    X(verifier, "the attestation service: registry, manifest import, signed verdicts")             \
+    X(registrar, "the OEM's enrollment service and device CA (docs/registrar.md)")
 
 #define TR__EXIT_OK      0
 #define TR__EXIT_FAILURE 1
