@@ -15,7 +15,9 @@
     X(token, "create and check PSA attestation tokens (RFC 9783)")                                 \
     X(factory, "inject device RoT keys, sign and upload manifests (docs/factory.md)")              \
     X(verifier, "the attestation service: registry, manifest import, signed verdicts")             \
-    X(registrar, "the OEM's enrollment service and device CA (docs/registrar.md)")
+    X(registrar, "the OEM's enrollment service and device CA (docs/registrar.md)")                 \
+    X(broker, "configure the Mosquitto broker: mutual TLS, device ACL, CRL (docs/broker.md)")      \
+    X(ingest, "store device telemetry exactly once, with end-to-end acks (docs/ingest.md)")
 
 #define TR__EXIT_OK      0
 #define TR__EXIT_FAILURE 1
