@@ -17,7 +17,8 @@
     X(verifier, "the attestation service: registry, manifest import, signed verdicts")             \
     X(registrar, "the OEM's enrollment service and device CA (docs/registrar.md)")                 \
     X(broker, "configure the Mosquitto broker: mutual TLS, device ACL, CRL (docs/broker.md)")      \
-    X(ingest, "store device telemetry exactly once, with end-to-end acks (docs/ingest.md)")
+    X(ingest, "store device telemetry exactly once, with end-to-end acks (docs/ingest.md)")        \
+    X(demo, "run the seed scenario end to end on loopback (docs/demo.md)")
 
 #define TR__EXIT_OK      0
 #define TR__EXIT_FAILURE 1
