@@ -15,6 +15,12 @@
 #include "trellis/log.h"
 
 static void print_line(const char *what, const char *fmt, va_list ap, const char *suffix)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 0)))
+#endif
+    ;
+
+static void print_line(const char *what, const char *fmt, va_list ap, const char *suffix)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
