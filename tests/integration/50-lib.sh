@@ -148,7 +148,9 @@ start_broker() {
             broker_started=1
             return 0
         fi
+        kill -KILL "${pids[broker]}" 2>/dev/null || true
         wait "${pids[broker]}" 2>/dev/null || true
+        unset 'pids[broker]'
         [[ -z "${broker_started:-}" ]] || break
         config_broker
     done
