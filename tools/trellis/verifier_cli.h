@@ -9,14 +9,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli_util.h"
 #include "trellis/verifier.h"
 
-/* One flag of a subcommand: a value flag (value != NULL) or a switch (flag != NULL). */
-typedef struct {
-    const char *name; /* without the leading "--" */
-    const char **value;
-    bool *flag;
-} tr__vflag_t;
+/* One flag of a subcommand (cli_util.h). */
+typedef tr__cli_flag_t tr__vflag_t;
 
 /* What a subcommand gets after parsing. */
 typedef struct {
