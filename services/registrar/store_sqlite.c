@@ -14,6 +14,8 @@
 
 #include <sqlite3.h>
 
+#include "trellis/sqlite_util.h"
+
 #include "trellis/registrar_store.h"
 
 #define SCHEMA_VERSION 1
@@ -151,26 +153,11 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
-{
-    const unsigned char *text = sqlite3_column_text(st, col);
-    int n = sqlite3_column_bytes(st, col);
-    size_t len = text == NULL || n <= 0 ? 0 : (size_t)n;
-    if (len >= size)
-        len = size - 1;
-    if (len > 0)
-        memcpy(dst, text, len);
-    dst[len] = '\0';
-}
-
 /* Statements are reset and unbound before each use, and reset after, so that none holds a read
  * snapshot open between calls. */
 static sqlite3_stmt *stmt(sq_ctx *c, int id)
 {
-    sqlite3_stmt *st = c->st[id];
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return st;
+    return trellis_sqlite_fresh(c->st[id]);
 }
 
 static void done(sqlite3_stmt *st)
@@ -178,16 +165,9 @@ static void done(sqlite3_stmt *st)
     sqlite3_reset(st);
 }
 
-static int bind_text(sqlite3_stmt *st, int idx, const char *s)
-{
-    if (s == NULL)
-        return sqlite3_bind_null(st, idx);
-    return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
-}
-
 static trellis_err_t exec_sql(sq_ctx *c, const char *sql)
 {
-    return sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TRELLIS_OK : TRELLIS_ERR_STORE;
+    return trellis_sqlite_exec(c->db, sql);
 }
 
 /*
@@ -245,11 +225,11 @@ static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, cons
 {
     sqlite3_stmt *st = stmt(c, ST_AUDIT_ADD);
     sqlite3_bind_int64(st, 1, ts != 0 ? ts : now_ms());
-    bind_text(st, 2, event);
-    bind_text(st, 3, actor != NULL ? actor : "");
-    bind_text(st, 4, device != NULL ? device : "");
-    bind_text(st, 5, outcome);
-    bind_text(st, 6, detail != NULL ? detail : "");
+    trellis_sqlite_bind_text_or_null(st, 2, event);
+    trellis_sqlite_bind_text_or_null(st, 3, actor != NULL ? actor : "");
+    trellis_sqlite_bind_text_or_null(st, 4, device != NULL ? device : "");
+    trellis_sqlite_bind_text_or_null(st, 5, outcome);
+    trellis_sqlite_bind_text_or_null(st, 6, detail != NULL ? detail : "");
     return step_done(st);
 }
 
@@ -281,7 +261,7 @@ enum { DEV_ABSENT, DEV_ACTIVE, DEV_REVOKED };
 static trellis_err_t device_state(sq_ctx *c, const char *device_id, int *state)
 {
     sqlite3_stmt *st = stmt(c, ST_DEVICE_GET);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     int rc = sqlite3_step(st);
     *state = rc == SQLITE_ROW ? (sqlite3_column_int(st, 1) ? DEV_REVOKED : DEV_ACTIVE) : DEV_ABSENT;
     done(st);
@@ -291,7 +271,7 @@ static trellis_err_t device_state(sq_ctx *c, const char *device_id, int *state)
 static trellis_err_t count_valid(sq_ctx *c, const char *device_id, int64_t now_s, int64_t *n)
 {
     sqlite3_stmt *st = stmt(c, ST_CERT_VALID_COUNT);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     sqlite3_bind_int64(st, 2, now_s);
     int rc = sqlite3_step(st);
     *n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
@@ -303,7 +283,7 @@ static trellis_err_t revoke_device_certs(sq_ctx *c, const char *device_id, int64
                                          trellis_crl_reason_t code, uint64_t *n)
 {
     sqlite3_stmt *st = stmt(c, ST_CERT_REVOKE_DEVICE);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     sqlite3_bind_int64(st, 2, ts);
     sqlite3_bind_int(st, 3, (int)code);
     trellis_err_t err = step_done(st);
@@ -315,8 +295,8 @@ static trellis_err_t revoke_device_certs(sq_ctx *c, const char *device_id, int64
 static trellis_err_t insert_enrollment(sq_ctx *c, const trellis_rstore_enrollment_t *e, int64_t ts)
 {
     sqlite3_stmt *st = stmt(c, ST_CERT_ADD);
-    bind_text(st, 1, e->serial);
-    bind_text(st, 2, e->device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, e->serial);
+    trellis_sqlite_bind_text_or_null(st, 2, e->device_id);
     sqlite3_bind_blob(st, 3, e->public_key, TRELLIS_RSTORE_KEY_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, e->not_before);
     sqlite3_bind_int64(st, 5, e->not_after);
@@ -327,13 +307,13 @@ static trellis_err_t insert_enrollment(sq_ctx *c, const trellis_rstore_enrollmen
     else
         sqlite3_bind_null(st, 8);
     sqlite3_bind_blob(st, 9, e->csr_sha256, sizeof(e->csr_sha256), SQLITE_STATIC);
-    bind_text(st, 10, e->verdict != NULL ? e->verdict : "");
-    bind_text(st, 11, e->actor);
+    trellis_sqlite_bind_text_or_null(st, 10, e->verdict != NULL ? e->verdict : "");
+    trellis_sqlite_bind_text_or_null(st, 11, e->actor);
     trellis_err_t err = step_done(st);
     if (err != TRELLIS_OK)
         return err;
     st = stmt(c, ST_DEVICE_TOUCH);
-    bind_text(st, 1, e->device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, e->device_id);
     sqlite3_bind_int64(st, 2, ts);
     return step_done(st);
 }
@@ -380,7 +360,7 @@ static trellis_err_t record(sq_ctx *c, trellis_rstore_op_t *op, int64_t ts, cons
         }
         if (state == DEV_ABSENT) {
             sqlite3_stmt *st = stmt(c, ST_DEVICE_ADD);
-            bind_text(st, 1, e->device_id);
+            trellis_sqlite_bind_text_or_null(st, 1, e->device_id);
             sqlite3_bind_int64(st, 2, ts);
             err = step_done(st);
             if (err != TRELLIS_OK)
@@ -415,8 +395,8 @@ static trellis_err_t record(sq_ctx *c, trellis_rstore_op_t *op, int64_t ts, cons
         return TRELLIS_ERR_REVOKED;
     }
     sqlite3_stmt *st = stmt(c, ST_CERT_IS_CURRENT);
-    bind_text(st, 1, e->old_serial);
-    bind_text(st, 2, e->device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, e->old_serial);
+    trellis_sqlite_bind_text_or_null(st, 2, e->device_id);
     sqlite3_bind_int64(st, 3, now_s);
     int rc = sqlite3_step(st);
     done(st);
@@ -432,7 +412,7 @@ static trellis_err_t record(sq_ctx *c, trellis_rstore_op_t *op, int64_t ts, cons
     if (err != TRELLIS_OK)
         return err;
     st = stmt(c, ST_CERT_REVOKE_ONE);
-    bind_text(st, 1, e->old_serial);
+    trellis_sqlite_bind_text_or_null(st, 1, e->old_serial);
     sqlite3_bind_int64(st, 2, ts);
     sqlite3_bind_int(st, 3, (int)TRELLIS_CRL_REASON_SUPERSEDED);
     err = step_done(st);
@@ -576,18 +556,18 @@ static trellis_err_t read_device(sq_ctx *c, sqlite3_stmt *st, int64_t now_s,
                                  trellis_rstore_device_t *out)
 {
     memset(out, 0, sizeof(*out));
-    copy_col(out->device_id, sizeof(out->device_id), st, 0);
+    trellis_sqlite_column_copy(out->device_id, sizeof(out->device_id), st, 0);
     out->revoked = sqlite3_column_int(st, 1);
-    copy_col(out->revoke_reason, sizeof(out->revoke_reason), st, 2);
+    trellis_sqlite_column_copy(out->revoke_reason, sizeof(out->revoke_reason), st, 2);
     out->enrolled_ms = sqlite3_column_int64(st, 3);
     out->changed_ms = sqlite3_column_int64(st, 4);
     out->enrollments = (uint64_t)sqlite3_column_int64(st, 5);
     sqlite3_stmt *cur = stmt(c, ST_DEVICE_CURRENT);
-    bind_text(cur, 1, out->device_id);
+    trellis_sqlite_bind_text_or_null(cur, 1, out->device_id);
     sqlite3_bind_int64(cur, 2, now_s);
     int rc = sqlite3_step(cur);
     if (rc == SQLITE_ROW) {
-        copy_col(out->serial, sizeof(out->serial), cur, 0);
+        trellis_sqlite_column_copy(out->serial, sizeof(out->serial), cur, 0);
         out->not_after = sqlite3_column_int64(cur, 1);
     }
     done(cur);
@@ -608,7 +588,7 @@ static trellis_err_t sq_device_get(void *ctx, const char *device_id, int64_t now
     if (exec_sql(c, "BEGIN") != TRELLIS_OK)
         return TRELLIS_ERR_STORE;
     sqlite3_stmt *st = stmt(c, ST_DEVICE_GET);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         err = read_device(c, st, now_s, out);
@@ -642,14 +622,14 @@ static trellis_err_t sq_device_list(void *ctx, const char *after_id, size_t limi
         if (exec_sql(c, "BEGIN") != TRELLIS_OK)
             return TRELLIS_ERR_STORE;
         sqlite3_stmt *st = stmt(c, ST_DEVICE_LIST);
-        bind_text(st, 1, last);
+        trellis_sqlite_bind_text_or_null(st, 1, last);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)want);
         int rc;
         while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             memset(&page[n], 0, sizeof(page[n]));
-            copy_col(page[n].device_id, sizeof(page[n].device_id), st, 0);
+            trellis_sqlite_column_copy(page[n].device_id, sizeof(page[n].device_id), st, 0);
             page[n].revoked = sqlite3_column_int(st, 1);
-            copy_col(page[n].revoke_reason, sizeof(page[n].revoke_reason), st, 2);
+            trellis_sqlite_column_copy(page[n].revoke_reason, sizeof(page[n].revoke_reason), st, 2);
             page[n].enrolled_ms = sqlite3_column_int64(st, 3);
             page[n].changed_ms = sqlite3_column_int64(st, 4);
             page[n].enrollments = (uint64_t)sqlite3_column_int64(st, 5);
@@ -658,11 +638,11 @@ static trellis_err_t sq_device_list(void *ctx, const char *after_id, size_t limi
         done(st);
         for (size_t i = 0; i < n && err == TRELLIS_OK; i++) {
             sqlite3_stmt *cur = stmt(c, ST_DEVICE_CURRENT);
-            bind_text(cur, 1, page[i].device_id);
+            trellis_sqlite_bind_text_or_null(cur, 1, page[i].device_id);
             sqlite3_bind_int64(cur, 2, now_s);
             rc = sqlite3_step(cur);
             if (rc == SQLITE_ROW) {
-                copy_col(page[i].serial, sizeof(page[i].serial), cur, 0);
+                trellis_sqlite_column_copy(page[i].serial, sizeof(page[i].serial), cur, 0);
                 page[i].not_after = sqlite3_column_int64(cur, 1);
             } else if (rc != SQLITE_DONE) {
                 err = TRELLIS_ERR_STORE;
@@ -687,8 +667,8 @@ static trellis_err_t sq_device_list(void *ctx, const char *after_id, size_t limi
 static void read_cert(sqlite3_stmt *st, trellis_rstore_cert_t *out)
 {
     memset(out, 0, sizeof(*out));
-    copy_col(out->serial, sizeof(out->serial), st, 0);
-    copy_col(out->device_id, sizeof(out->device_id), st, 1);
+    trellis_sqlite_column_copy(out->serial, sizeof(out->serial), st, 0);
+    trellis_sqlite_column_copy(out->device_id, sizeof(out->device_id), st, 1);
     const void *key = sqlite3_column_blob(st, 2);
     if (key != NULL && sqlite3_column_bytes(st, 2) == TRELLIS_RSTORE_KEY_LEN)
         memcpy(out->public_key, key, TRELLIS_RSTORE_KEY_LEN);
@@ -709,7 +689,7 @@ static trellis_err_t sq_cert_get(void *ctx, const char *serial, trellis_rstore_c
     if (serial == NULL)
         return TRELLIS_ERR_INVALID_ARG;
     sqlite3_stmt *st = stmt(c, ST_CERT_GET);
-    bind_text(st, 1, serial);
+    trellis_sqlite_bind_text_or_null(st, 1, serial);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         read_cert(st, out);
@@ -727,7 +707,7 @@ static trellis_err_t sq_cert_list(void *ctx, const char *device_id, trellis_rsto
     if (device_id == NULL || cb == NULL)
         return TRELLIS_ERR_INVALID_ARG;
     sqlite3_stmt *st = stmt(c, ST_CERT_LIST);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     int rc;
     size_t n = 0;
     while (n < TRELLIS_RSTORE_LIST_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -770,8 +750,8 @@ static trellis_err_t sq_device_revoke(void *ctx, const char *device_id, trellis_
         goto out;
     }
     sqlite3_stmt *st = stmt(c, ST_DEVICE_REVOKE);
-    bind_text(st, 1, device_id);
-    bind_text(st, 2, reason);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 2, reason);
     sqlite3_bind_int64(st, 3, ts);
     err = step_done(st);
     if (err == TRELLIS_OK)
@@ -808,7 +788,7 @@ static trellis_err_t sq_device_reinstate(void *ctx, const char *device_id, const
         goto out;
     }
     sqlite3_stmt *st = stmt(c, ST_DEVICE_REINSTATE);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     sqlite3_bind_int64(st, 2, ts);
     err = step_done(st);
     if (err == TRELLIS_OK)
@@ -834,17 +814,17 @@ static trellis_err_t sq_audit_list(void *ctx, const char *device, int64_t after_
     sqlite3_bind_int64(st, 1, after_seq);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     if (device != NULL)
-        bind_text(st, 3, device);
+        trellis_sqlite_bind_text_or_null(st, 3, device);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         memset(&e, 0, sizeof(e));
         e.seq = sqlite3_column_int64(st, 0);
         e.ts_ms = sqlite3_column_int64(st, 1);
-        copy_col(e.event, sizeof(e.event), st, 2);
-        copy_col(e.actor, sizeof(e.actor), st, 3);
-        copy_col(e.device, sizeof(e.device), st, 4);
-        copy_col(e.outcome, sizeof(e.outcome), st, 5);
-        copy_col(e.detail, sizeof(e.detail), st, 6);
+        trellis_sqlite_column_copy(e.event, sizeof(e.event), st, 2);
+        trellis_sqlite_column_copy(e.actor, sizeof(e.actor), st, 3);
+        trellis_sqlite_column_copy(e.device, sizeof(e.device), st, 4);
+        trellis_sqlite_column_copy(e.outcome, sizeof(e.outcome), st, 5);
+        trellis_sqlite_column_copy(e.detail, sizeof(e.detail), st, 6);
         if (cb(arg, &e) != 0) {
             rc = SQLITE_DONE;
             break;
@@ -941,7 +921,7 @@ static trellis_err_t sq_crl_revoked(void *ctx, int64_t now_s, trellis_rstore_rev
             return TRELLIS_ERR_TOO_LARGE;
         }
         memset(&e, 0, sizeof(e));
-        copy_col(e.serial, sizeof(e.serial), st, 0);
+        trellis_sqlite_column_copy(e.serial, sizeof(e.serial), st, 0);
         e.revoked_ms = sqlite3_column_int64(st, 1);
         e.reason = (trellis_crl_reason_t)sqlite3_column_int(st, 2);
         if (cb(arg, &e) != 0) {

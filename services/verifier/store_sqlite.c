@@ -15,6 +15,8 @@
 
 #include <sqlite3.h>
 
+#include "trellis/sqlite_util.h"
+
 #include "trellis/verifier_store.h"
 
 #define SCHEMA_VERSION   1
@@ -163,25 +165,10 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col)
-{
-    const unsigned char *text = sqlite3_column_text(st, col);
-    int n = sqlite3_column_bytes(st, col);
-    size_t len = text == NULL || n <= 0 ? 0 : (size_t)n;
-    if (len >= size)
-        len = size - 1;
-    if (len > 0)
-        memcpy(dst, text, len);
-    dst[len] = '\0';
-}
-
 /* Statements are reset and unbound after each use so none holds a read snapshot open. */
 static sqlite3_stmt *stmt(sq_ctx *c, int id)
 {
-    sqlite3_stmt *st = c->st[id];
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return st;
+    return trellis_sqlite_fresh(c->st[id]);
 }
 
 static void done(sqlite3_stmt *st)
@@ -189,16 +176,9 @@ static void done(sqlite3_stmt *st)
     sqlite3_reset(st);
 }
 
-static int bind_text(sqlite3_stmt *st, int idx, const char *s)
-{
-    if (s == NULL)
-        return sqlite3_bind_null(st, idx);
-    return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
-}
-
 static trellis_err_t exec_sql(sq_ctx *c, const char *sql)
 {
-    return sqlite3_exec(c->db, sql, NULL, NULL, NULL) == SQLITE_OK ? TRELLIS_OK : TRELLIS_ERR_STORE;
+    return trellis_sqlite_exec(c->db, sql);
 }
 
 static trellis_err_t begin_write(sq_ctx *c)
@@ -225,11 +205,11 @@ static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, cons
 {
     sqlite3_stmt *st = stmt(c, ST_AUDIT_ADD);
     sqlite3_bind_int64(st, 1, ts);
-    bind_text(st, 2, event);
-    bind_text(st, 3, caller != NULL ? caller : "");
-    bind_text(st, 4, device != NULL ? device : "");
-    bind_text(st, 5, outcome);
-    bind_text(st, 6, reason != NULL ? reason : "");
+    trellis_sqlite_bind_text_or_null(st, 2, event);
+    trellis_sqlite_bind_text_or_null(st, 3, caller != NULL ? caller : "");
+    trellis_sqlite_bind_text_or_null(st, 4, device != NULL ? device : "");
+    trellis_sqlite_bind_text_or_null(st, 5, outcome);
+    trellis_sqlite_bind_text_or_null(st, 6, reason != NULL ? reason : "");
     int rc = sqlite3_step(st);
     done(st);
     return rc == SQLITE_DONE ? TRELLIS_OK : TRELLIS_ERR_STORE;
@@ -238,7 +218,7 @@ static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, cons
 static trellis_err_t name_free(sq_ctx *c, const char *name)
 {
     sqlite3_stmt *st = stmt(c, ST_NAME_TAKEN);
-    bind_text(st, 1, name);
+    trellis_sqlite_bind_text_or_null(st, 1, name);
     int rc = sqlite3_step(st);
     done(st);
     return rc == SQLITE_DONE  ? TRELLIS_OK
@@ -261,7 +241,7 @@ static trellis_err_t sq_oem_add(void *ctx, const char *name, const char *caller)
     if (err != TRELLIS_OK)
         goto out;
     sqlite3_stmt *st = stmt(c, ST_OEM_ADD);
-    bind_text(st, 1, name);
+    trellis_sqlite_bind_text_or_null(st, 1, name);
     sqlite3_bind_int64(st, 2, ts);
     int rc = sqlite3_step(st);
     done(st);
@@ -289,7 +269,7 @@ static trellis_err_t sq_oem_exists(void *ctx, const char *name, int *exists)
     if (name == NULL)
         return TRELLIS_ERR_INVALID_ARG;
     sqlite3_stmt *st = stmt(c, ST_OEM_EXISTS);
-    bind_text(st, 1, name);
+    trellis_sqlite_bind_text_or_null(st, 1, name);
     int rc = sqlite3_step(st);
     done(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -314,7 +294,7 @@ static trellis_err_t sq_factory_add(void *ctx, const char *name,
     if (err != TRELLIS_OK)
         goto out;
     sqlite3_stmt *st = stmt(c, ST_FACTORY_ADD);
-    bind_text(st, 1, name);
+    trellis_sqlite_bind_text_or_null(st, 1, name);
     sqlite3_bind_blob(st, 2, key, TRELLIS_ROT_KEY_LEN, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, ts);
     int rc = sqlite3_step(st);
@@ -343,7 +323,7 @@ static trellis_err_t sq_factory_key(void *ctx, const char *name, uint8_t key[TRE
         return TRELLIS_ERR_INVALID_ARG;
     memset(key, 0, TRELLIS_ROT_KEY_LEN);
     sqlite3_stmt *st = stmt(c, ST_FACTORY_KEY);
-    bind_text(st, 1, name);
+    trellis_sqlite_bind_text_or_null(st, 1, name);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         err = TRELLIS_ERR_STORE;
@@ -361,17 +341,17 @@ static trellis_err_t sq_factory_key(void *ctx, const char *name, uint8_t key[TRE
 static trellis_err_t read_device(sqlite3_stmt *st, trellis_vstore_device_t *out)
 {
     memset(out, 0, sizeof(*out));
-    copy_col(out->device_id, sizeof(out->device_id), st, 0);
+    trellis_sqlite_column_copy(out->device_id, sizeof(out->device_id), st, 0);
     if (sqlite3_column_bytes(st, 1) != TRELLIS_ROT_KEY_LEN)
         return TRELLIS_ERR_STORE;
     memcpy(out->rot_key, sqlite3_column_blob(st, 1), TRELLIS_ROT_KEY_LEN);
-    copy_col(out->model, sizeof(out->model), st, 2);
-    copy_col(out->serial, sizeof(out->serial), st, 3);
-    copy_col(out->owner, sizeof(out->owner), st, 4);
-    copy_col(out->factory, sizeof(out->factory), st, 5);
-    copy_col(out->batch, sizeof(out->batch), st, 6);
+    trellis_sqlite_column_copy(out->model, sizeof(out->model), st, 2);
+    trellis_sqlite_column_copy(out->serial, sizeof(out->serial), st, 3);
+    trellis_sqlite_column_copy(out->owner, sizeof(out->owner), st, 4);
+    trellis_sqlite_column_copy(out->factory, sizeof(out->factory), st, 5);
+    trellis_sqlite_column_copy(out->batch, sizeof(out->batch), st, 6);
     out->revoked = sqlite3_column_int(st, 7) != 0;
-    copy_col(out->revoke_reason, sizeof(out->revoke_reason), st, 8);
+    trellis_sqlite_column_copy(out->revoke_reason, sizeof(out->revoke_reason), st, 8);
     out->created_ms = sqlite3_column_int64(st, 9);
     out->changed_ms = sqlite3_column_int64(st, 10);
     return TRELLIS_OK;
@@ -388,7 +368,7 @@ static trellis_err_t sq_device_get(void *ctx, const char *device_id, trellis_vst
     if (device_id == NULL)
         return TRELLIS_ERR_INVALID_ARG;
     sqlite3_stmt *st = stmt(c, ST_DEVICE_GET);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         err = read_device(st, out);
@@ -410,10 +390,10 @@ static trellis_err_t sq_device_list(void *ctx, const char *owner, const char *af
     if (cb == NULL || limit == 0 || limit > TRELLIS_VSTORE_LIST_MAX)
         return TRELLIS_ERR_INVALID_ARG;
     sqlite3_stmt *st = stmt(c, owner != NULL ? ST_DEVICE_LIST_OWNER : ST_DEVICE_LIST_ALL);
-    bind_text(st, 1, after_id != NULL ? after_id : "");
+    trellis_sqlite_bind_text_or_null(st, 1, after_id != NULL ? after_id : "");
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     if (owner != NULL)
-        bind_text(st, 3, owner);
+        trellis_sqlite_bind_text_or_null(st, 3, owner);
     for (;;) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE)
@@ -450,8 +430,8 @@ static trellis_err_t sq_device_revoke(void *ctx, const char *device_id, const ch
     if (dev.revoked)
         goto out;
     sqlite3_stmt *st = stmt(c, ST_DEVICE_REVOKE);
-    bind_text(st, 1, device_id);
-    bind_text(st, 2, reason);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 2, reason);
     sqlite3_bind_int64(st, 3, ts);
     int rc = sqlite3_step(st);
     done(st);
@@ -475,10 +455,10 @@ static trellis_err_t transfer_one(sq_ctx *c, const char *device_id, const char *
     char reason[TRELLIS_VSTORE_REASON_MAX + 1];
 
     sqlite3_stmt *st = stmt(c, ST_DEVICE_OWNER);
-    bind_text(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
-        copy_col(from, sizeof(from), st, 0);
+        trellis_sqlite_column_copy(from, sizeof(from), st, 0);
     done(st);
     if (rc == SQLITE_DONE)
         return TRELLIS_ERR_NOT_FOUND;
@@ -487,8 +467,8 @@ static trellis_err_t transfer_one(sq_ctx *c, const char *device_id, const char *
     if (strcmp(from, to) == 0)
         return TRELLIS_OK;
     st = stmt(c, ST_DEVICE_SET_OWNER);
-    bind_text(st, 1, device_id);
-    bind_text(st, 2, to);
+    trellis_sqlite_bind_text_or_null(st, 1, device_id);
+    trellis_sqlite_bind_text_or_null(st, 2, to);
     sqlite3_bind_int64(st, 3, ts);
     rc = sqlite3_step(st);
     done(st);
@@ -503,8 +483,8 @@ static trellis_err_t transfer_batch(sq_ctx *c, const char *batch, const char *fa
                                     const char *to, const char *caller, int64_t ts, uint64_t *moved)
 {
     sqlite3_stmt *st = stmt(c, ST_BATCH_COUNT);
-    bind_text(st, 1, batch);
-    bind_text(st, 2, factory);
+    trellis_sqlite_bind_text_or_null(st, 1, batch);
+    trellis_sqlite_bind_text_or_null(st, 2, factory);
     int rc = sqlite3_step(st);
     sqlite3_int64 n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     done(st);
@@ -514,20 +494,20 @@ static trellis_err_t transfer_batch(sq_ctx *c, const char *batch, const char *fa
         return TRELLIS_ERR_NOT_FOUND;
     /* The audit rows are written first, while the devices still name their previous owner. */
     st = stmt(c, ST_BATCH_AUDIT);
-    bind_text(st, 1, batch);
-    bind_text(st, 2, factory);
-    bind_text(st, 3, to);
+    trellis_sqlite_bind_text_or_null(st, 1, batch);
+    trellis_sqlite_bind_text_or_null(st, 2, factory);
+    trellis_sqlite_bind_text_or_null(st, 3, to);
     sqlite3_bind_int64(st, 4, ts);
-    bind_text(st, 5, caller != NULL ? caller : "");
+    trellis_sqlite_bind_text_or_null(st, 5, caller != NULL ? caller : "");
     rc = sqlite3_step(st);
     done(st);
     if (rc != SQLITE_DONE)
         return TRELLIS_ERR_STORE;
     sqlite3_int64 audited = sqlite3_changes64(c->db);
     st = stmt(c, ST_BATCH_SET_OWNER);
-    bind_text(st, 1, batch);
-    bind_text(st, 2, factory);
-    bind_text(st, 3, to);
+    trellis_sqlite_bind_text_or_null(st, 1, batch);
+    trellis_sqlite_bind_text_or_null(st, 2, factory);
+    trellis_sqlite_bind_text_or_null(st, 3, to);
     sqlite3_bind_int64(st, 4, ts);
     rc = sqlite3_step(st);
     done(st);
@@ -623,7 +603,7 @@ static trellis_err_t sq_audit_list(void *ctx, const char *device, int64_t after_
     sqlite3_bind_int64(st, 1, after_seq);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     if (device != NULL)
-        bind_text(st, 3, device);
+        trellis_sqlite_bind_text_or_null(st, 3, device);
     for (;;) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_DONE)
@@ -635,11 +615,11 @@ static trellis_err_t sq_audit_list(void *ctx, const char *device, int64_t after_
         memset(&e, 0, sizeof(e));
         e.seq = sqlite3_column_int64(st, 0);
         e.ts_ms = sqlite3_column_int64(st, 1);
-        copy_col(e.event, sizeof(e.event), st, 2);
-        copy_col(e.caller, sizeof(e.caller), st, 3);
-        copy_col(e.device, sizeof(e.device), st, 4);
-        copy_col(e.outcome, sizeof(e.outcome), st, 5);
-        copy_col(e.reason, sizeof(e.reason), st, 6);
+        trellis_sqlite_column_copy(e.event, sizeof(e.event), st, 2);
+        trellis_sqlite_column_copy(e.caller, sizeof(e.caller), st, 3);
+        trellis_sqlite_column_copy(e.device, sizeof(e.device), st, 4);
+        trellis_sqlite_column_copy(e.outcome, sizeof(e.outcome), st, 5);
+        trellis_sqlite_column_copy(e.reason, sizeof(e.reason), st, 6);
         if (cb(arg, &e) != 0)
             break;
     }
@@ -732,10 +712,10 @@ static trellis_err_t sq_import_stage(void *ctx, const trellis_vstore_record_t *r
         r->serial == NULL)
         return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "incomplete record");
     sqlite3_stmt *st = stmt(c, ST_STAGE_ADD);
-    bind_text(st, 1, r->device_id);
+    trellis_sqlite_bind_text_or_null(st, 1, r->device_id);
     sqlite3_bind_blob(st, 2, r->rot_key, TRELLIS_ROT_KEY_LEN, SQLITE_TRANSIENT);
-    bind_text(st, 3, r->model);
-    bind_text(st, 4, r->serial);
+    trellis_sqlite_bind_text_or_null(st, 3, r->model);
+    trellis_sqlite_bind_text_or_null(st, 4, r->serial);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)line);
     int rc = sqlite3_step(st);
     done(st);
@@ -747,8 +727,8 @@ static trellis_err_t sq_import_stage(void *ctx, const trellis_vstore_record_t *r
         return trellis_reason_set(reason, TRELLIS_ERR_STORE, "staging failed");
     /* Name the earlier line this record repeats. */
     st = stmt(c, ST_STAGE_DUP);
-    bind_text(st, 1, r->device_id);
-    bind_text(st, 2, r->serial);
+    trellis_sqlite_bind_text_or_null(st, 1, r->device_id);
+    trellis_sqlite_bind_text_or_null(st, 2, r->serial);
     rc = sqlite3_step(st);
     sqlite3_int64 other = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     int same_id = rc == SQLITE_ROW && sqlite3_column_int(st, 1) != 0;
@@ -774,8 +754,8 @@ static trellis_err_t find_conflicts(sq_ctx *c, const trellis_vstore_manifest_t *
                                     trellis_vstore_import_result_t *res)
 {
     sqlite3_stmt *st = stmt(c, ST_CONFLICTS);
-    bind_text(st, 1, m->owner);
-    bind_text(st, 2, m->factory);
+    trellis_sqlite_bind_text_or_null(st, 1, m->owner);
+    trellis_sqlite_bind_text_or_null(st, 2, m->factory);
     trellis_err_t err = TRELLIS_OK;
     for (;;) {
         int rc = sqlite3_step(st);
@@ -801,8 +781,8 @@ static trellis_err_t exists_row(sq_ctx *c, int id, const trellis_vstore_manifest
     if (id == ST_MANIFEST_BY_SHA) {
         sqlite3_bind_blob(st, 1, m->sha256, 32, SQLITE_TRANSIENT);
     } else {
-        bind_text(st, 1, m->factory);
-        bind_text(st, 2, m->batch);
+        trellis_sqlite_bind_text_or_null(st, 1, m->factory);
+        trellis_sqlite_bind_text_or_null(st, 2, m->batch);
     }
     int rc = sqlite3_step(st);
     done(st);
@@ -818,10 +798,10 @@ static trellis_err_t merge(sq_ctx *c, const trellis_vstore_manifest_t *m, int64_
     char reason[TRELLIS_VSTORE_REASON_MAX + 1];
     sqlite3_stmt *st = stmt(c, ST_MANIFEST_ADD);
     sqlite3_bind_blob(st, 1, m->sha256, 32, SQLITE_TRANSIENT);
-    bind_text(st, 2, m->factory);
-    bind_text(st, 3, m->batch);
-    bind_text(st, 4, m->owner);
-    bind_text(st, 5, m->created != NULL ? m->created : "");
+    trellis_sqlite_bind_text_or_null(st, 2, m->factory);
+    trellis_sqlite_bind_text_or_null(st, 3, m->batch);
+    trellis_sqlite_bind_text_or_null(st, 4, m->owner);
+    trellis_sqlite_bind_text_or_null(st, 5, m->created != NULL ? m->created : "");
     sqlite3_bind_int64(st, 6, (sqlite3_int64)m->count);
     sqlite3_bind_int64(st, 7, ts);
     int rc = sqlite3_step(st);
@@ -831,9 +811,9 @@ static trellis_err_t merge(sq_ctx *c, const trellis_vstore_manifest_t *m, int64_
     sqlite3_int64 manifest_id = sqlite3_last_insert_rowid(c->db);
 
     st = stmt(c, ST_MERGE);
-    bind_text(st, 1, m->owner);
-    bind_text(st, 2, m->factory);
-    bind_text(st, 3, m->batch);
+    trellis_sqlite_bind_text_or_null(st, 1, m->owner);
+    trellis_sqlite_bind_text_or_null(st, 2, m->factory);
+    trellis_sqlite_bind_text_or_null(st, 3, m->batch);
     sqlite3_bind_int64(st, 4, manifest_id);
     sqlite3_bind_int64(st, 5, ts);
     rc = sqlite3_step(st);

@@ -1,0 +1,29 @@
+/*
+ * Small helpers every SQLite-backed Trellis store uses (the verifier's registry, the
+ * registrar's registry): prepared statements reused without holding a read snapshot between
+ * calls, bounded text columns, NULL-aware text binding.
+ */
+#ifndef TRELLIS_SQLITE_UTIL_H
+#define TRELLIS_SQLITE_UTIL_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+#include "trellis/error.h"
+
+/* Resets st and clears its bindings, so a reused statement starts clean and no earlier step
+ * keeps a read snapshot open; returns st. */
+sqlite3_stmt *trellis_sqlite_fresh(sqlite3_stmt *st);
+
+/* Copies text column col of the current row into dst (size > 0), truncated to size - 1 bytes
+ * and NUL-terminated; a NULL column gives "". */
+void trellis_sqlite_column_copy(char *dst, size_t size, sqlite3_stmt *st, int col);
+
+/* Binds s as text (copied by SQLite), or SQL NULL when s is NULL. Returns the SQLite code. */
+int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s);
+
+/* Runs sql (no results); TRELLIS_ERR_STORE on any SQLite error. */
+trellis_err_t trellis_sqlite_exec(sqlite3 *db, const char *sql);
+
+#endif /* TRELLIS_SQLITE_UTIL_H */

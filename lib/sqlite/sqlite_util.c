@@ -1,0 +1,34 @@
+#include <string.h>
+
+#include "trellis/sqlite_util.h"
+
+sqlite3_stmt *trellis_sqlite_fresh(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+void trellis_sqlite_column_copy(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+    const unsigned char *text = sqlite3_column_text(st, col);
+    int n = sqlite3_column_bytes(st, col);
+    size_t len = text == NULL || n <= 0 ? 0 : (size_t)n;
+    if (len >= size)
+        len = size - 1;
+    if (len > 0)
+        memcpy(dst, text, len);
+    dst[len] = '\0';
+}
+
+int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s)
+{
+    if (s == NULL)
+        return sqlite3_bind_null(st, idx);
+    return sqlite3_bind_text(st, idx, s, -1, SQLITE_TRANSIENT);
+}
+
+trellis_err_t trellis_sqlite_exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? TRELLIS_OK : TRELLIS_ERR_STORE;
+}
