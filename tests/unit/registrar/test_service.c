@@ -488,10 +488,11 @@ static void test_slow_verifier_does_not_serialize(void **state)
         assert_int_equal(p[i].status, 201);
     }
     uint64_t elapsed = now_ms() - t0;
-    /* Serialized on two workers they would take N / 2 * 300 ms = 2.4 s at least. */
     print_message("16 enrollments behind a %d ms verifier: %llu ms, %d at once at the verifier\n",
                   DELAY_MS, (unsigned long long)elapsed, atomic_load(&f->fv.max_in_flight));
-    assert_true(elapsed < (uint64_t)(N / 2) * DELAY_MS);
+    /* Serialized on two workers, at most two calls would ever be at the verifier at once; more
+     * proves a waiting enrollment does not hold its loop. Counted, not timed, so a loaded
+     * machine cannot fail it. */
     assert_true(atomic_load(&f->fv.max_in_flight) > 2);
     for (int i = 0; i < N; i++)
         rt_device_cleanup(&p[i].d);
