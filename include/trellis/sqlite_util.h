@@ -23,6 +23,15 @@ void trellis_sqlite_column_copy(char *dst, size_t size, sqlite3_stmt *st, int co
 /* Binds s as text (copied by SQLite), or SQL NULL when s is NULL. Returns the SQLite code. */
 int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s);
 
+/*
+ * sqlite3_open_v2 after a once-per-process set-up: SQLite's memory statistics are switched off
+ * (SQLITE_CONFIG_MEMSTATUS), because they take one global mutex around every allocation, which
+ * the worker threads of a service, each with its own connection, otherwise contend for. *out
+ * is set even on failure (close it with sqlite3_close, as with sqlite3_open_v2). Returns the
+ * SQLite code.
+ */
+int trellis_sqlite_open(const char *path, int flags, sqlite3 **out);
+
 /* Runs sql (no results); TRELLIS_ERR_STORE on any SQLite error. */
 trellis_err_t trellis_sqlite_exec(sqlite3 *db, const char *sql);
 

@@ -1,6 +1,22 @@
+#include <pthread.h>
 #include <string.h>
 
 #include "trellis/sqlite_util.h"
+
+static pthread_once_t configured = PTHREAD_ONCE_INIT;
+
+static void configure(void)
+{
+    /* Refused (SQLITE_MISUSE) once SQLite is initialised, e.g. by a caller that opened a
+     * database directly: the statistics then stay on, which costs speed, not correctness. */
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+int trellis_sqlite_open(const char *path, int flags, sqlite3 **out)
+{
+    pthread_once(&configured, configure);
+    return sqlite3_open_v2(path, out, flags, NULL);
+}
 
 sqlite3_stmt *trellis_sqlite_fresh(sqlite3_stmt *st)
 {

@@ -19,7 +19,7 @@
 
 #include "trellis/verifier_store.h"
 
-#define SCHEMA_VERSION   1
+#define SCHEMA_VERSION   2
 #define AUDIT_APPEND_MAX 1000
 
 static const char SCHEMA[] =
@@ -45,10 +45,14 @@ static const char SCHEMA[] =
     ") WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS devices_owner ON devices(owner, device_id);"
     "CREATE INDEX IF NOT EXISTS devices_batch ON devices(batch, factory);"
+    /* Every verdict appends here and waits for the commit, so an entry must touch as few pages
+     * as possible: the sequence is the rowid (rows are never deleted, so max + 1 never goes
+     * back; AUTOINCREMENT would add a page of bookkeeping per commit), and there is no index
+     * by device, which would dirty a leaf at a random place in the index per verdict. Listing
+     * one device's entries scans the log instead (docs/verifier.md). */
     "CREATE TABLE IF NOT EXISTS audit("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, ts_ms INTEGER NOT NULL, event TEXT NOT NULL,"
+    " seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, event TEXT NOT NULL,"
     " caller TEXT NOT NULL, device TEXT NOT NULL, outcome TEXT NOT NULL, reason TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS audit_device ON audit(device, seq);"
     /* The audit log is append-only: refuse any change at the database level too, so a bug or a
      * hand-typed statement cannot rewrite history. */
     "CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit"
@@ -66,6 +70,8 @@ static const char STAGE_SCHEMA[] =
     " created_ms, changed_ms"
 
 enum {
+    ST_BEGIN,
+    ST_COMMIT,
     ST_OEM_ADD,
     ST_OEM_EXISTS,
     ST_FACTORY_ADD,
@@ -95,6 +101,8 @@ enum {
 };
 
 static const char *const STMT_SQL[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
     [ST_OEM_ADD] = "INSERT INTO oems(name, created_ms) VALUES(?1, ?2)",
     [ST_OEM_EXISTS] = "SELECT 1 FROM oems WHERE name = ?1",
     [ST_FACTORY_ADD] = "INSERT INTO factories(name, key, created_ms) VALUES(?1, ?2, ?3)",
@@ -181,14 +189,23 @@ static trellis_err_t exec_sql(sq_ctx *c, const char *sql)
     return trellis_sqlite_exec(c->db, sql);
 }
 
+/* BEGIN and COMMIT are prepared once: the audit writer runs them for every batch. */
+static trellis_err_t run_once(sq_ctx *c, int id)
+{
+    sqlite3_stmt *st = stmt(c, id);
+    int rc = sqlite3_step(st);
+    done(st);
+    return rc == SQLITE_DONE ? TRELLIS_OK : TRELLIS_ERR_STORE;
+}
+
 static trellis_err_t begin_write(sq_ctx *c)
 {
-    return exec_sql(c, "BEGIN IMMEDIATE");
+    return run_once(c, ST_BEGIN);
 }
 
 static trellis_err_t commit(sq_ctx *c)
 {
-    if (exec_sql(c, "COMMIT") == TRELLIS_OK)
+    if (run_once(c, ST_COMMIT) == TRELLIS_OK)
         return TRELLIS_OK;
     exec_sql(c, "ROLLBACK");
     return TRELLIS_ERR_STORE;
@@ -939,22 +956,25 @@ static trellis_err_t check_schema(sq_ctx *c, int create)
     st = NULL;
     if (version > SCHEMA_VERSION)
         goto out; /* written by a newer Trellis: refuse rather than misread it */
-    if (version == 0) {
+    if (version == 0 && !create) {
         err = TRELLIS_ERR_NOT_FOUND;
-        if (!create)
-            goto out;
-        err = begin_write(c);
+        goto out;
+    }
+    if (version < SCHEMA_VERSION) {
+        /* Statements are not prepared yet: plain SQL for the transaction. Version 1 indexed the
+         * audit log by device; version 2 does not (see SCHEMA), and its rows stay as they are. */
+        char set_version[64];
+        snprintf(set_version, sizeof(set_version), "PRAGMA user_version = %d", SCHEMA_VERSION);
+        err = exec_sql(c, "BEGIN IMMEDIATE");
         if (err != TRELLIS_OK)
             goto out;
-        if (exec_sql(c, SCHEMA) != TRELLIS_OK ||
-            exec_sql(c, "PRAGMA user_version = 1") != TRELLIS_OK) {
-            rollback(c);
+        if (exec_sql(c, version == 0 ? SCHEMA : "DROP INDEX IF EXISTS audit_device") !=
+                TRELLIS_OK ||
+            exec_sql(c, set_version) != TRELLIS_OK || exec_sql(c, "COMMIT") != TRELLIS_OK) {
+            exec_sql(c, "ROLLBACK");
             err = TRELLIS_ERR_STORE;
             goto out;
         }
-        err = commit(c);
-        if (err != TRELLIS_OK)
-            goto out;
     }
     err = TRELLIS_OK;
 out:
@@ -969,7 +989,7 @@ trellis_err_t trellis_vstore_open_sqlite(const char *path, const trellis_vstore_
     trellis_vstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 5000, .create = 0};
     trellis_vstore_t *s = NULL;
     sq_ctx *c = NULL;
-    char pragma[128];
+    char pragma[256];
 
     if (out == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -984,7 +1004,7 @@ trellis_err_t trellis_vstore_open_sqlite(const char *path, const trellis_vstore_
     if (s == NULL || c == NULL)
         goto out;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (o.create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    int rc = trellis_sqlite_open(path, flags, &c->db);
     if (rc != SQLITE_OK) {
         err = rc == SQLITE_CANTOPEN ? TRELLIS_ERR_NOT_FOUND : TRELLIS_ERR_STORE;
         goto out;

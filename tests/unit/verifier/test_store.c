@@ -453,10 +453,67 @@ static void test_audit_log(void **state)
     vt_assert_counts_equal(&before, &now);
 }
 
+static int query_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A registry of the first schema (audit log indexed by device) is upgraded when opened: the
+ * index goes, the entries stay, and new entries follow the old ones. */
+static void test_schema_upgrade(void **state)
+{
+    fx_t *f = *state;
+    trellis_vstore_close(f->s);
+    f->s = NULL;
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(
+        query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'audit_device'"), 0);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE INDEX audit_device ON audit(device, seq);"
+                                  " PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    trellis_vstore_sqlite_opts_t o = {.durable = 0, .busy_timeout_ms = 200, .create = 0};
+    assert_int_equal(trellis_vstore_open_sqlite(f->db, &o, &f->s), TRELLIS_OK);
+    assert_int_equal(query_int(f->db, "PRAGMA user_version"), 2);
+    assert_int_equal(
+        query_int(f->db, "SELECT count(*) FROM sqlite_master WHERE name = 'audit_device'"), 0);
+    trellis_vstore_t *s = f->s;
+    trellis_vstore_audit_t e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.event, sizeof(e.event), "verdict");
+    snprintf(e.device, sizeof(e.device), "%s", f->dev[1].id);
+    snprintf(e.outcome, sizeof(e.outcome), "affirming");
+    assert_int_equal(s->audit_append(s->ctx, &e, 1), TRELLIS_OK);
+    audit_col_t all = {.ordered = 1};
+    assert_int_equal(s->audit_list(s->ctx, NULL, 0, 1000, collect_audit, &all), TRELLIS_OK);
+    assert_int_equal(all.n, 4); /* the fixture's three, then the new one */
+    assert_true(all.ordered);
+    assert_int_equal(all.last.seq, 4);
+    audit_col_t one = {.ordered = 1};
+    assert_int_equal(s->audit_list(s->ctx, f->dev[1].id, 0, 10, collect_audit, &one), TRELLIS_OK);
+    assert_int_equal(one.n, 1);
+    assert_string_equal(one.last.event, "verdict");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_schema, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_refusals, setup, teardown),
