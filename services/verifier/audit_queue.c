@@ -14,30 +14,27 @@
 
 #define BATCH_MAX 1000
 
-typedef struct item {
-    struct item *next;
-    trellis_vstore_audit_t entry;
-    tr__audit_done_fn done;
-    void *arg;
-} item_t;
-
 struct tr__audit_queue {
     trellis_vstore_t *store;
     size_t capacity;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_cond_t idle;
-    item_t *head, *tail;
+    tr__audit_item_t *head, *tail;
     size_t depth;
     int stop;
     int running;
     int busy; /* the writer is committing a batch */
     pthread_t thread;
+    tr__audit_batch_fn on_batch;
+    void *batch_arg;
     uint64_t committed, failed;
     trellis_vstore_audit_t *batch; /* BATCH_MAX entries, the writer's */
 };
 
-trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity, tr__audit_queue_t **out)
+trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity,
+                                  tr__audit_batch_fn on_batch, void *batch_arg,
+                                  tr__audit_queue_t **out)
 {
     trellis_err_t err = TRELLIS_ERR_NOMEM;
     tr__audit_queue_t *q = NULL;
@@ -58,6 +55,8 @@ trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity, tr__
     pthread_cond_init(&q->idle, NULL);
     q->store = store;
     q->capacity = capacity;
+    q->on_batch = on_batch;
+    q->batch_arg = batch_arg;
     *out = q;
     q = NULL;
     err = TRELLIS_OK;
@@ -72,7 +71,7 @@ out:
 static void *writer(void *arg)
 {
     tr__audit_queue_t *q = arg;
-    item_t *items[BATCH_MAX];
+    tr__audit_item_t *items[BATCH_MAX];
 
     pthread_mutex_lock(&q->lock);
     for (;;) {
@@ -100,10 +99,15 @@ static void *writer(void *arg)
                         TRELLIS_KV_STR("error", trellis_err_name(err)),
                         TRELLIS_KV_INT("entries", (long long)n));
         for (size_t i = 0; i < n; i++) {
+            /* done may free a caller-owned item: nothing of it is read afterwards. */
+            int owned = items[i]->queue_owned;
             if (items[i]->done != NULL)
                 items[i]->done(items[i]->arg, err);
-            free(items[i]);
+            if (owned)
+                free(items[i]);
         }
+        if (q->on_batch != NULL)
+            q->on_batch(q->batch_arg);
 
         pthread_mutex_lock(&q->lock);
         if (err == TRELLIS_OK)
@@ -129,22 +133,13 @@ trellis_err_t tr__audit_queue_start(tr__audit_queue_t *q)
     return TRELLIS_OK;
 }
 
-trellis_err_t tr__audit_queue_push(tr__audit_queue_t *q, const trellis_vstore_audit_t *entry,
-                                   tr__audit_done_fn done, void *arg)
+/* Fail closed when the writer cannot keep up (or is stopping): a verdict whose audit entry
+ * cannot be written is not given out. */
+static trellis_err_t enqueue(tr__audit_queue_t *q, tr__audit_item_t *it)
 {
     trellis_err_t err = TRELLIS_ERR_UNAVAILABLE;
-    if (q == NULL || entry == NULL)
-        return TRELLIS_ERR_INVALID_ARG;
-    item_t *it = malloc(sizeof(*it));
-    if (it == NULL)
-        return TRELLIS_ERR_NOMEM;
     it->next = NULL;
-    it->entry = *entry;
-    it->done = done;
-    it->arg = arg;
     pthread_mutex_lock(&q->lock);
-    /* Fail closed when the writer cannot keep up (or is stopping): a verdict whose audit entry
-     * cannot be written is not given out. */
     if (q->running && !q->stop && q->depth < q->capacity) {
         if (q->tail != NULL)
             q->tail->next = it;
@@ -152,13 +147,39 @@ trellis_err_t tr__audit_queue_push(tr__audit_queue_t *q, const trellis_vstore_au
             q->head = it;
         q->tail = it;
         q->depth++;
-        it = NULL;
         err = TRELLIS_OK;
-        pthread_cond_signal(&q->wake);
+        /* The writer sleeps only on an empty queue, so only the first entry needs to wake it. */
+        if (q->depth == 1)
+            pthread_cond_signal(&q->wake);
     }
     pthread_mutex_unlock(&q->lock);
-    free(it);
     return err;
+}
+
+trellis_err_t tr__audit_queue_push(tr__audit_queue_t *q, const trellis_vstore_audit_t *entry,
+                                   tr__audit_done_fn done, void *arg)
+{
+    if (q == NULL || entry == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    tr__audit_item_t *it = malloc(sizeof(*it));
+    if (it == NULL)
+        return TRELLIS_ERR_NOMEM;
+    it->entry = *entry;
+    it->done = done;
+    it->arg = arg;
+    it->queue_owned = 1;
+    trellis_err_t err = enqueue(q, it);
+    if (err != TRELLIS_OK)
+        free(it);
+    return err;
+}
+
+trellis_err_t tr__audit_queue_push_item(tr__audit_queue_t *q, tr__audit_item_t *item)
+{
+    if (q == NULL || item == NULL || item->done == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    item->queue_owned = 0;
+    return enqueue(q, item);
 }
 
 void tr__audit_queue_flush(tr__audit_queue_t *q)

@@ -70,12 +70,19 @@ trellis_err_t tr__caller_of(trellis_http_request_t *req, char out[TRELLIS_VSTORE
 
 enum { P_WAITING, P_COMMITTED, P_ABORTED };
 
-/* A verdict waiting for its audit entry. Shared by the worker thread (request, event) and the
- * audit writer (completion) under pending_lock; whoever sees the other side gone frees it. */
-typedef struct {
+/*
+ * A verdict waiting for its audit entry. The worker thread owns the request; the audit writer
+ * completes the entry. State changes happen under pending_lock; whoever sees the other side gone
+ * frees it. Completed verdicts go back to their worker in a list, and the writer wakes each
+ * worker once per committed batch (tr__verify_batch_committed), not once per verdict: a
+ * cross-thread wake-up costs about as much as the HTTP answer itself.
+ */
+typedef struct pending {
+    tr__audit_item_t item; /* the queued audit entry: no allocation of its own */
+    struct pending *next;  /* in the worker's list of committed verdicts */
     trellis_verifier_t *v;
+    tr__worker_t *w;
     trellis_http_request_t *req;
-    struct event *ev;
     int state;
     trellis_err_t audit_err;
     uint64_t t0_us;
@@ -85,14 +92,11 @@ typedef struct {
 } pending_t;
 
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Workers holding committed verdicts not yet announced to them (under pending_lock). */
+static tr__worker_t *dirty_workers;
 
-static void pending_respond(evutil_socket_t fd, short what, void *arg)
+static void pending_respond(pending_t *p)
 {
-    pending_t *p = arg;
-    (void)fd;
-    (void)what;
-    event_free(p->ev);
-    p->ev = NULL;
     trellis_verifier_t *v = p->v;
     if (p->audit_err != TRELLIS_OK) {
         /* Fail closed: a verdict that is not in the audit log is not given out. */
@@ -103,24 +107,96 @@ static void pending_respond(evutil_socket_t fd, short what, void *arg)
         tr__metrics_request(&v->metrics, TR__ROUTE_VERIFY, 200);
         trellis_http_respond_json_text(p->req, 200, p->body, p->len);
     }
-    free(p);
 }
 
-/* Audit writer thread. */
+/* Takes the worker's committed verdicts (under pending_lock). */
+static pending_t *take_committed(tr__worker_t *w)
+{
+    pending_t *list = w->committed;
+    w->committed = NULL;
+    w->committed_tail = NULL;
+    return list;
+}
+
+/* Worker thread: answers every committed verdict handed back to it. */
+void tr__verify_drain(evutil_socket_t fd, short what, void *arg)
+{
+    tr__worker_t *w = arg;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&pending_lock);
+    pending_t *p = take_committed(w);
+    pthread_mutex_unlock(&pending_lock);
+    while (p != NULL) {
+        pending_t *next = p->next;
+        /* Still P_COMMITTED: an abort runs only on this thread, between drains, and marks the
+         * ones it finds in the list, which are then only freed. */
+        if (p->state == P_COMMITTED)
+            pending_respond(p);
+        free(p);
+        p = next;
+    }
+}
+
+void tr__verify_worker_fini(tr__worker_t *w)
+{
+    /* Every suspended request is aborted before a worker ends, so these are only freed. The
+     * writer may have listed the worker for a wake-up it has not sent yet: unlist it. */
+    pthread_mutex_lock(&pending_lock);
+    pending_t *p = take_committed(w);
+    for (tr__worker_t **pp = &dirty_workers; *pp != NULL; pp = &(*pp)->dirty_next) {
+        if (*pp == w) {
+            *pp = w->dirty_next;
+            break;
+        }
+    }
+    w->dirty = 0;
+    pthread_mutex_unlock(&pending_lock);
+    while (p != NULL) {
+        pending_t *next = p->next;
+        free(p);
+        p = next;
+    }
+}
+
+/* Audit writer thread, for each entry of a batch. */
 static void pending_committed(void *arg, trellis_err_t err)
 {
     pending_t *p = arg;
     pthread_mutex_lock(&pending_lock);
     if (p->state == P_WAITING) {
+        tr__worker_t *w = p->w;
         p->state = P_COMMITTED;
         p->audit_err = err;
-        /* Hands the answer back to the request's own worker thread. */
-        event_active(p->ev, EV_TIMEOUT, 1);
+        p->next = NULL;
+        if (w->committed_tail != NULL)
+            w->committed_tail->next = p;
+        else
+            w->committed = p;
+        w->committed_tail = p;
+        if (!w->dirty) {
+            w->dirty = 1;
+            w->dirty_next = dirty_workers;
+            dirty_workers = w;
+        }
         pthread_mutex_unlock(&pending_lock);
         return;
     }
     pthread_mutex_unlock(&pending_lock);
     free(p); /* the client left; the entry is committed all the same */
+}
+
+/* Audit writer thread, after a batch: one wake-up per worker with answers to give. */
+void tr__verify_batch_committed(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pending_lock);
+    for (tr__worker_t *w = dirty_workers; w != NULL; w = w->dirty_next) {
+        w->dirty = 0;
+        event_active(w->drain, EV_TIMEOUT, 1);
+    }
+    dirty_workers = NULL;
+    pthread_mutex_unlock(&pending_lock);
 }
 
 /* Worker thread, or the thread stopping the server. */
@@ -129,13 +205,10 @@ static void pending_aborted(trellis_http_request_t *req, void *arg)
     pending_t *p = arg;
     (void)req;
     pthread_mutex_lock(&pending_lock);
-    int committed = p->state == P_COMMITTED;
+    /* Waiting: the writer frees it when the entry is committed. Committed: it sits in the
+     * worker's list, whose drain (or the worker's end) frees it without answering. */
     p->state = P_ABORTED;
-    event_free(p->ev);
-    p->ev = NULL;
     pthread_mutex_unlock(&pending_lock);
-    if (committed)
-        free(p); /* the writer is done with it */
 }
 
 void tr__handle_verify(trellis_http_request_t *req, void *app)
@@ -193,14 +266,12 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
     }
 
     p = calloc(1, sizeof(*p));
-    if (p != NULL)
-        p->ev = event_new(trellis_http_request_base(req), -1, 0, pending_respond, p);
-    if (p == NULL || p->ev == NULL) {
-        free(p);
+    if (p == NULL) {
         tr__respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_NOMEM, NULL);
         return;
     }
     p->v = v;
+    p->w = w;
     p->req = req;
     p->state = P_WAITING;
     p->t0_us = t0;
@@ -209,14 +280,16 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
     out->audit.ts_ms = (int64_t)rt.tv_sec * 1000 + rt.tv_nsec / 1000000;
+    p->item.entry = out->audit;
+    p->item.done = pending_committed;
+    p->item.arg = p;
     int n = snprintf(p->body, sizeof(p->body), "{\"verdict\":\"%s\",\"status\":\"%s\"}", out->jws,
                      trellis_verdict_status_name(out->verdict.status));
     p->len = n > 0 && (size_t)n < sizeof(p->body) ? (size_t)n : 0;
     trellis_http_request_suspend(req, pending_aborted, p);
-    err = tr__audit_queue_push(v->audit, &out->audit, pending_committed, p);
+    err = tr__audit_queue_push_item(v->audit, &p->item);
     if (err != TRELLIS_OK) {
         /* Not queued: the writer never sees p. Answer now, still on the worker thread. */
-        event_free(p->ev);
         free(p);
         tr__respond_error(req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
                           "too many verdicts waiting for the audit log; retry");

@@ -84,8 +84,11 @@ static trellis_err_t worker_init(void *app, unsigned index, struct event_base *b
     }
     w->v = v;
     w->base = base;
-    err = tr__device_key_template(&w->key_template);
+    w->drain = event_new(base, -1, 0, tr__verify_drain, w);
+    err = w->drain == NULL ? TRELLIS_ERR_NOMEM : tr__device_key_template(&w->key_template);
     if (err != TRELLIS_OK) {
+        if (w->drain != NULL)
+            event_free(w->drain);
         if (w->sweep != NULL)
             event_free(w->sweep);
         trellis_vstore_close(w->store);
@@ -111,6 +114,8 @@ static void worker_fini(void *app, unsigned index, void *ctx)
     (void)index;
     if (w == NULL)
         return;
+    tr__verify_worker_fini(w);
+    event_free(w->drain);
     if (w->sweep != NULL)
         event_free(w->sweep);
     EVP_PKEY_free(w->key_template);
@@ -201,7 +206,8 @@ trellis_err_t trellis_verifier_new(const trellis_verifier_config_t *cfg, trellis
     err = trellis_verifier_open_store(&v->cfg, &v->audit_store, reason);
     if (err != TRELLIS_OK)
         goto out;
-    err = tr__audit_queue_new(v->audit_store, (size_t)v->cfg.audit_queue, &v->audit);
+    err = tr__audit_queue_new(v->audit_store, (size_t)v->cfg.audit_queue,
+                              tr__verify_batch_committed, NULL, &v->audit);
     if (err != TRELLIS_OK)
         goto out;
 

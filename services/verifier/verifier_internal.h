@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <event2/util.h>
 #include <openssl/evp.h>
 
 #include "manifest.h"
@@ -84,16 +85,35 @@ typedef struct tr__audit_queue tr__audit_queue_t;
 /* Called on the writer thread once the entry's transaction committed (err TRELLIS_OK) or
  * failed. */
 typedef void (*tr__audit_done_fn)(void *arg, trellis_err_t err);
+/* Called on the writer thread after the done callbacks of one committed batch: the place to
+ * wake whoever those callbacks handed results to, once per batch instead of once per entry. */
+typedef void (*tr__audit_batch_fn)(void *arg);
+
+/* A queued entry in storage the caller provides (tr__audit_queue_push_item), so that a verdict
+ * waiting for its entry needs no allocation of its own. The queue owns it from a successful
+ * push until done is called; done may free the memory holding it. */
+typedef struct tr__audit_item {
+    struct tr__audit_item *next;
+    trellis_vstore_audit_t entry;
+    tr__audit_done_fn done;
+    void *arg;
+    int queue_owned; /* allocated by tr__audit_queue_push, freed by the writer */
+} tr__audit_item_t;
 
 /* A queue of at most capacity entries committed by one writer thread through store, which the
- * queue then owns the use of (not the lifetime). */
+ * queue then owns the use of (not the lifetime). on_batch (may be NULL) runs after each batch's
+ * done callbacks. */
 trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity,
+                                  tr__audit_batch_fn on_batch, void *batch_arg,
                                   tr__audit_queue_t **out);
 trellis_err_t tr__audit_queue_start(tr__audit_queue_t *q);
 /* Queues a copy of entry; done (may be NULL) is called on the writer thread after the commit.
  * TRELLIS_ERR_UNAVAILABLE when the queue is full or stopping (done is not called then). */
 trellis_err_t tr__audit_queue_push(tr__audit_queue_t *q, const trellis_vstore_audit_t *entry,
                                    tr__audit_done_fn done, void *arg);
+/* Queues item as it is (entry, done and arg filled in by the caller; done is required). Same
+ * errors as tr__audit_queue_push; on an error the caller keeps the item. */
+trellis_err_t tr__audit_queue_push_item(tr__audit_queue_t *q, tr__audit_item_t *item);
 /* Waits until everything queued so far is committed. */
 void tr__audit_queue_flush(tr__audit_queue_t *q);
 void tr__audit_queue_stats(tr__audit_queue_t *q, size_t *depth, uint64_t *committed,
@@ -184,16 +204,28 @@ struct trellis_verifier {
 };
 
 /* One per worker thread: its own registry connection and judge. */
-typedef struct {
+typedef struct tr__worker {
     struct trellis_verifier *v;
     trellis_vstore_t *store;
     tr__judge_t judge;
     struct event_base *base;
     struct event *sweep;    /* worker 0 only: abandons idle uploads */
     EVP_PKEY *key_template; /* the judge's, see tr__judge_t */
+    /* Verdicts whose audit entry is committed, to be answered on this worker (handlers.c;
+     * under its pending_lock). */
+    struct event *drain;
+    struct pending *committed, *committed_tail;
+    int dirty;
+    struct tr__worker *dirty_next;
 } tr__worker_t;
 
 void tr__handle_verify(struct trellis_http_request *req, void *app);
+/* The worker's drain event callback: answers the verdicts whose audit entry is committed. */
+void tr__verify_drain(evutil_socket_t fd, short what, void *arg);
+/* The audit queue's batch callback: wakes the workers that have verdicts to answer. */
+void tr__verify_batch_committed(void *arg);
+/* Frees the verdicts a stopped worker still holds (all of them aborted). */
+void tr__verify_worker_fini(tr__worker_t *w);
 void tr__handle_manifests(struct trellis_http_request *req, void *app);
 void tr__handle_verdict_key(struct trellis_http_request *req, void *app);
 void tr__handle_healthz(struct trellis_http_request *req, void *app);
