@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,6 +11,26 @@
 #include "crypto_internal.h"
 
 #define SHA256_FILE_CHUNK (64 * 1024)
+
+/*
+ * SHA-256 fetched from the default provider once per process. EVP_sha256() is a legacy handle
+ * that EVP_DigestInit_ex resolves again on every call (a name lookup in the provider's method
+ * store under its lock), which costs several times the hash of a CSR. Kept for the life of the
+ * process; NULL if the fetch failed, and then the legacy handle is used.
+ */
+static EVP_MD *sha256_fetched;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void)
+{
+    sha256_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&sha256_once, fetch_sha256);
+    return sha256_fetched != NULL ? sha256_fetched : EVP_sha256();
+}
 
 trellis_err_t trellis_sha256(const uint8_t *data, size_t len,
                              uint8_t out[static TRELLIS_SHA256_LEN])
@@ -34,7 +55,7 @@ trellis_err_t trellis_sha256_two(const uint8_t *a, size_t a_len, const uint8_t *
         err = TRELLIS_ERR_NOMEM;
         goto out;
     }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+    if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) != 1 ||
         (a_len > 0 && EVP_DigestUpdate(ctx, a, a_len) != 1) ||
         (b_len > 0 && EVP_DigestUpdate(ctx, b, b_len) != 1) ||
         EVP_DigestFinal_ex(ctx, out, &out_len) != 1 || out_len != TRELLIS_SHA256_LEN) {
@@ -99,7 +120,7 @@ trellis_err_t trellis_sha256_file(const char *path, uint8_t out[static TRELLIS_S
         err = TRELLIS_ERR_NOMEM;
         goto out;
     }
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+    if (EVP_DigestInit_ex(ctx, sha256_md(), NULL) != 1) {
         err = TRELLIS_ERR_CRYPTO;
         goto out;
     }
