@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <openssl/pem.h>
 
 #include "test_support.h"
 #include "tlsclient.h"
 #include "trellis/crypto.h"
 #include "trellis/encoding.h"
+#include "trellis/http_server.h"
 #include "trellis/psa_token.h"
 #include "trellis/verifier.h"
 #include "trellis/x509.h"
@@ -647,6 +649,83 @@ static void test_keep_alive(void **state)
     free(body);
 }
 
+/* Clients that send a verify request and leave before the answer. Another connection holds the
+ * registry's write lock meanwhile, so every verdict is judged and then waits for its audit entry
+ * while its client goes: the server aborts those requests, the writer still commits the entries
+ * once the lock is released (one per verdict judged, nobody waiting for it), and the server
+ * keeps answering. Under ASan and TSan this is also the race between a client leaving and the
+ * audit writer handing the verdict back. */
+static void test_clients_leave_before_verdict(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    static tc_conn_t conns[N];
+    char head[256], db_path[512];
+    size_t len = 0;
+    char *body = verify_body(&g->dev[1], g->dev[1].key, &len);
+    int hl = snprintf(head, sizeof(head),
+                      "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      len);
+    trellis_http_server_stats_t st0, st1;
+    tr__audit_queue_flush(g->v->audit);
+    trellis_vstore_counts_t c0 = vt_counts(g->s);
+    trellis_http_server_stats(g->v->http, &st0);
+
+    sqlite3 *lock = NULL;
+    snprintf(db_path, sizeof(db_path), "%s/registry.db", g->dir);
+    assert_int_equal(sqlite3_open(db_path, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    int opened = 0;
+    for (int i = 0; i < N; i++) {
+        if (tc_connect(&conns[i], g->ctx[CL_ACME], "127.0.0.1", g->port) != 0)
+            continue;
+        opened++;
+        assert_int_equal(tc_write_raw(&conns[i], head, (size_t)hl), 0);
+        assert_int_equal(tc_write_raw(&conns[i], body, len), 0);
+    }
+    assert_true(opened > N / 2);
+    /* Every request judged and waiting for the audit writer, which waits for the lock. */
+    for (int waited = 0; waited < 5000; waited += 20) {
+        trellis_http_server_stats(g->v->http, &st1);
+        if (st1.requests - st0.requests >= (uint64_t)opened)
+            break;
+        usleep(20000);
+    }
+    assert_int_equal(st1.requests - st0.requests, opened);
+    for (int i = 0; i < N; i++)
+        tc_close(&conns[i]);
+    for (int waited = 0; waited < 5000; waited += 20) {
+        trellis_http_server_stats(g->v->http, &st1);
+        if (st1.requests_aborted - st0.requests_aborted >= (uint64_t)opened)
+            break;
+        usleep(20000);
+    }
+    /* Nobody was answered: all of them were aborted while their entries waited. */
+    assert_int_equal(st1.requests_aborted - st0.requests_aborted, opened);
+    trellis_vstore_counts_t mid = vt_counts(g->s);
+    assert_int_equal(mid.audit, c0.audit);
+
+    assert_int_equal(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    tr__audit_queue_flush(g->v->audit);
+    trellis_vstore_counts_t c1 = vt_counts(g->s);
+    assert_int_equal(c1.audit - c0.audit, opened);
+
+    trellis_verdict_t v = verify_as(CL_ACME, &g->dev[1], g->dev[1].key);
+    assert_int_equal(v.status, TRELLIS_VERDICT_AFFIRMING);
+    /* Every connection is let go once its client has gone. */
+    for (int waited = 0; waited < 3000; waited += 20) {
+        trellis_http_server_stats(g->v->http, &st1);
+        if (st1.connections_active == 0)
+            break;
+        usleep(20000);
+    }
+    assert_int_equal(st1.connections_active, 0);
+    free(body);
+}
+
 /* ---- manifest uploads in parts ---- */
 
 #define UP_PART UP_PART_MAX
@@ -948,6 +1027,7 @@ int main(void)
         cmocka_unit_test(test_verify_bad_input),
         cmocka_unit_test(test_key_health_metrics),
         cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_clients_leave_before_verdict),
         cmocka_unit_test(test_upload_in_parts),
         cmocka_unit_test(test_upload_bad_input),
         cmocka_unit_test(test_slow_clients_and_connection_cap),
