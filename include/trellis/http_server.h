@@ -1,10 +1,11 @@
 /*
- * The HTTP(S) server every Trellis service serves its API through: libevent 2.1 evhttp on
- * bufferevent_openssl, one event loop per worker thread (design.md §4, §7).
+ * The HTTP(S) server every Trellis service serves its API through: a strict HTTP/1.1 server on
+ * libevent 2.1 events and OpenSSL, one event loop per worker thread (design.md §4, §7;
+ * lib/http/README.md explains the design and its costs).
  *
  * Threads and accepting. start() binds one listening socket and runs `workers` threads, each
- * with its own event_base and evhttp, all accepting from that one socket (each worker's
- * evconnlistener watches the same fd). We chose the shared socket over one SO_REUSEPORT
+ * with its own event_base, all accepting from that one socket (each worker watches the same
+ * fd). We chose the shared socket over one SO_REUSEPORT
  * socket per thread because (1) the kernel hashes SO_REUSEPORT connections onto sockets
  * without looking at load, so a worker stuck in a slow handler would still be handed its share
  * of new connections, while with a shared socket only a worker that is idle in its loop
@@ -24,7 +25,11 @@
  * Limits (all configurable, 0 in the config means the default below):
  * - request body: max_body bytes (default TRELLIS_HTTP_DEFAULT_MAX_BODY). A larger body is
  *   answered 413 with {"error": "too_large", ...} without calling the handler.
- * - request line and headers together: max_headers bytes; larger -> 400.
+ * - request line and headers together: max_headers bytes; larger -> 400. At most
+ *   max_header_count header fields; more -> 400.
+ * - chunked request bodies (Transfer-Encoding: chunked) are decoded and handed to the handler
+ *   like any body, with the same max_body limit (413); the framing itself (sizes, extensions,
+ *   trailer fields) may take 8 KiB. Any other transfer coding -> 501.
  * - request timeout: the TLS handshake and a whole request must arrive within
  *   request_timeout_ms, counted from accept or, on a kept-alive connection, from the end of the
  *   previous response (so it is also the keep-alive idle timeout). A client that trickles bytes
@@ -42,13 +47,16 @@
  *   (16 KiB of slack, and TLS may read one more record of up to 16 KiB).
  *
  * Every accepted socket gets TCP_NODELAY, and every response is handed to the kernel in one
- * write (headers and body are made contiguous before the socket is written), so no response
- * waits for a delayed ACK (design.md §7).
+ * write (headers and body are built contiguous), so no response waits for a delayed ACK
+ * (design.md §7).
  *
- * Errors produced by evhttp itself (malformed request -> 400, body too large -> 413, unknown
- * method -> 501, unsupported Expect -> 417) are answered with the same JSON error body as the
- * router's own 404, 405 and 415, so a client only ever parses one error format:
- * {"error": CODE, "detail": TEXT} (design.md §3).
+ * Requests the server refuses itself (malformed request line or header fields, a missing or
+ * repeated Host in HTTP/1.1, a bad or repeated Content-Length, Content-Length with
+ * Transfer-Encoding -> 400; body too large -> 413; unknown method or transfer coding -> 501;
+ * unsupported Expect -> 417; HTTP version other than 1.x -> 505) are answered with the same
+ * JSON error body as the router's own 404, 405 and 415, so a client only ever parses one error
+ * format: {"error": CODE, "detail": TEXT} (design.md §3), with Connection: close.
+ * Expect: 100-continue is honoured. Pipelined requests are answered one at a time, in order.
  *
  * Logging. One info line per request: event=http.request method path status bytes
  * duration_us peer (and outcome=aborted when the client left first). Bodies, headers and
@@ -78,6 +86,8 @@ struct event_base;
 #define TRELLIS_HTTP_MAX_BODY_LIMIT             (16u * 1024u * 1024u)
 #define TRELLIS_HTTP_DEFAULT_MAX_HEADERS        (8u * 1024u)
 #define TRELLIS_HTTP_MAX_HEADERS_LIMIT          (64u * 1024u)
+#define TRELLIS_HTTP_DEFAULT_MAX_HEADER_COUNT   64u
+#define TRELLIS_HTTP_MAX_HEADER_COUNT_LIMIT     1024u
 #define TRELLIS_HTTP_DEFAULT_REQUEST_TIMEOUT_MS 10000u
 #define TRELLIS_HTTP_DEFAULT_WRITE_TIMEOUT_MS   10000u
 #define TRELLIS_HTTP_MAX_TIMEOUT_MS             3600000u
@@ -161,6 +171,9 @@ typedef struct {
     size_t request_memory_max; /* per-request arena, see trellis_http_request_alloc() */
     int backlog;
     bool disable_keepalive;
+    /* Header fields per request (0: TRELLIS_HTTP_DEFAULT_MAX_HEADER_COUNT); more -> 400. Kept
+     * last among the limits so that configurations written before it still compile. */
+    size_t max_header_count;
 
     /* Routes, copied by trellis_http_server_new(). At most TRELLIS_HTTP_MAX_ROUTES; paths
      * start with '/' and are at most TRELLIS_HTTP_MAX_PATH bytes. */
@@ -316,7 +329,8 @@ trellis_err_t trellis_http_request_suspend(trellis_http_request_t *req,
 
 /* Adds a header to the response to come (Retry-After, Allow, Location, ...). Content-Type,
  * Content-Length, Transfer-Encoding and Connection are set by the server (INVALID_ARG), as are
- * names or values with CR, LF or other control characters. */
+ * names or values with CR, LF or other control characters. TOO_LARGE when the headers added to
+ * one response would exceed 8 KiB. */
 trellis_err_t trellis_http_response_header(trellis_http_request_t *req, const char *name,
                                            const char *value);
 

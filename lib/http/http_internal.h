@@ -15,7 +15,6 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/listener.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -63,6 +62,70 @@ trellis_err_t tr__x509_sha256(const X509 *cert, uint8_t out[static 32]);
 
 /* ---- server ------------------------------------------------------------------------------- */
 
+/* The request parser (server_parse.c). It works on bytes already received, in place, and does
+ * no I/O, so the connection code, the unit tests and the fuzzer drive it alike. */
+
+/* What the parser refuses a request with: an HTTP status (400, 413, 417, 501, 505) and a short
+ * detail for the JSON error body. */
+typedef struct {
+    int status;
+    const char *detail; /* static text */
+} tr__refusal_t;
+
+/* A header field, as offsets from the start of the head; name and value are NUL-terminated in
+ * place (the value without surrounding whitespace). */
+struct tr__field {
+    uint32_t name;
+    uint32_t value;
+};
+
+struct tr__head {
+    trellis_http_method_t method;
+    uint32_t path;  /* offset of the NUL-terminated path */
+    uint32_t query; /* offset of the query after '?', or UINT32_MAX when there is none */
+    int minor;      /* HTTP/1.minor: 0 or 1 */
+    size_t n_fields;
+    bool has_length;
+    uint64_t content_length;
+    bool chunked;
+    bool close;           /* the client asked for (or, in HTTP/1.0, defaulted to) close */
+    bool expect_continue; /* Expect: 100-continue */
+};
+
+/* Looks for the CRLF CRLF that ends the head in buf[0..len), resuming at *scan (0 at first);
+ * returns the head's length including it, or 0 when it has not arrived yet. */
+size_t tr__head_end(const char *buf, size_t len, size_t *scan);
+
+/*
+ * Parses the request line and header fields of buf[0..len) (len from tr__head_end) in place.
+ * fields has room for max_fields entries. Returns true with *out filled, or false with *why set
+ * (RFC 9112 §2-§6: a malformed line, obs-fold, whitespace before a colon, a missing or repeated
+ * Host, a repeated or malformed Content-Length, Content-Length with Transfer-Encoding, an
+ * unknown transfer coding, a body over max_body, too many fields, an unknown method, an
+ * unsupported version or expectation).
+ */
+bool tr__parse_head(char *buf, size_t len, size_t max_fields, size_t max_body,
+                    struct tr__field *fields, struct tr__head *out, tr__refusal_t *why);
+
+/* Incremental, in-place decoder of a chunked body (RFC 9112 §7.1). */
+struct tr__chunked {
+    int state;
+    uint64_t size;       /* of the chunk being read */
+    size_t line;         /* bytes of the current size or trailer line */
+    size_t rpos;         /* next raw byte to decode (offset in the buffer) */
+    size_t wpos;         /* end of the decoded body (offset in the buffer) */
+    size_t body_start;   /* where the decoded body begins */
+    size_t max_body;     /* decoded bytes allowed */
+    size_t max_overhead; /* framing bytes allowed (sizes, extensions, CRLFs, trailers) */
+};
+
+void tr__chunked_init(struct tr__chunked *c, size_t body_start, size_t max_body,
+                      size_t max_overhead);
+/* Decodes buf[c->rpos..len): 1 when the body is complete (it is buf[body_start..wpos) and the
+ * next request starts at rpos), 0 when more bytes are needed, -1 with *why on bad framing (400)
+ * or a body over max_body (413). */
+int tr__chunked_step(struct tr__chunked *c, uint8_t *buf, size_t len, tr__refusal_t *why);
+
 struct tr__route {
     unsigned methods;
     char *path;
@@ -76,16 +139,12 @@ struct tr__worker {
     struct trellis_http_server *srv;
     unsigned index;
     struct event_base *base;
-    struct evhttp *http;
-    struct evconnlistener *listener; /* owned by http once bound */
-    bool listener_bound;
+    struct event *accept_ev; /* the shared listening socket */
+    struct event *resume_ev; /* re-enables accepting after running out of descriptors */
     struct event *stop_ev;
     int stop_pipe[2];
-    struct event *adopt_ev;      /* adopts connections created by the bufferevent callback */
-    struct tr__conn *adopt_head; /* created, not yet adopted */
-    struct tr__conn **table;     /* evhttp_connection -> tr__conn, chained */
-    size_t table_mask;
-    void *ctx; /* from worker_init */
+    struct tr__conn *conns; /* every open connection, for stop */
+    void *ctx;              /* from worker_init */
     bool ctx_ready;
     pthread_t thread;
     bool thread_started;
@@ -97,6 +156,7 @@ struct trellis_http_server {
     unsigned n_workers;
     size_t max_body;
     size_t max_headers;
+    size_t max_header_count;
     unsigned request_timeout_ms;
     unsigned write_timeout_ms;
     unsigned max_connections;
@@ -125,26 +185,6 @@ struct trellis_http_server {
     atomic_uint_fast64_t aborted;
 };
 
-/* One accepted connection, from adoption until evhttp closes it. */
-struct tr__conn {
-    struct tr__worker *worker;
-    struct evhttp_connection *evcon;
-    struct bufferevent *bev;
-    struct event *deadline_ev; /* the request timeout */
-    struct event *defer_ev;    /* fix-up of evhttp's own error pages, deferred close */
-    struct evbuffer_cb_entry *out_cb;
-    struct trellis_http_request *current; /* dispatched, not yet answered */
-    X509 *peer_cert;                      /* verified client certificate, or NULL */
-    bool peer_checked;
-    char peer[TR_PEER_MAX];
-    bool sending;       /* our own response is being queued */
-    bool fixup_pending; /* evhttp queued a response of its own */
-    bool fixup_clean;   /* and nothing of it has been written yet */
-    bool kill;          /* close at the next deferred callback */
-    struct tr__conn *hash_next;
-    struct tr__conn *adopt_next;
-};
-
 struct tr__arena_chunk {
     struct tr__arena_chunk *next;
     size_t size;
@@ -152,46 +192,101 @@ struct tr__arena_chunk {
     max_align_t data[];
 };
 
+/* A request lives inside its connection (at most one is dispatched at a time) and never
+ * outlives it: a connection that closes aborts its request first. */
 struct trellis_http_request {
     struct tr__worker *worker;
     struct tr__conn *conn;
-    struct evhttp_request *evreq;
+    const char *base; /* the head in the connection's input buffer (which does not move) */
+    const struct tr__field *fields;
+    size_t n_fields;
     trellis_http_method_t method;
     const char *path;
     const char *query;
     const uint8_t *body;
     size_t body_len;
-    X509 *peer_cert;
-    char peer[TR_PEER_MAX];
     uint64_t start_us;
     bool suspended;
     bool aborting;
+    bool head_only; /* HEAD: the response carries no body */
     trellis_http_abort_fn on_abort;
     void *abort_arg;
     struct tr__arena_chunk *arena;
     size_t arena_total;
+    char *extra; /* "Name: value\r\n" lines from trellis_http_response_header */
+    size_t extra_len;
 };
 
-/* server_conn.c: connection lifecycle and limits. */
-struct bufferevent *tr__bevcb(struct event_base *base, void *arg);
-void tr__adopt_cb(evutil_socket_t fd, short what, void *arg);
-void tr__accept_error_cb(struct evconnlistener *listener, void *arg);
-struct tr__conn *tr__conn_lookup(struct tr__worker *w, const struct evhttp_connection *evcon);
-/* A request was read in full: stop the request timer, watch for a disconnect while the
- * handler works, and re-arm the timer once the response is written. */
-void tr__conn_request_begins(struct tr__conn *conn, struct evhttp_request *evreq);
-/* Closes the connection from the next loop iteration (never under the caller's feet). */
-void tr__conn_kill(struct tr__conn *conn);
-/* Releases everything of a worker that is not evhttp's (after evhttp_free). */
-void tr__worker_forget_pending(struct tr__worker *w);
+enum tr__conn_state {
+    TR_CONN_HANDSHAKE, /* TLS handshake running */
+    TR_CONN_OPEN,      /* reading, dispatching, answering */
+    TR_CONN_LINGER,    /* answered and shut for writing; draining input until the peer closes */
+};
+
+enum tr__parse_state { TR_PARSE_HEAD, TR_PARSE_BODY, TR_PARSE_CHUNKED };
+
+/* One accepted connection. */
+struct tr__conn {
+    struct tr__worker *worker;
+    struct tr__conn *prev, *next; /* in worker->conns */
+    int fd;
+    SSL *ssl; /* NULL: plain HTTP */
+    enum tr__conn_state state;
+    struct event *read_ev;  /* persistent: added once, removed only while input is full */
+    struct event *write_ev; /* added only while the socket is full (with the write timeout) */
+    struct event *timer_ev; /* the request timeout, and the linger time */
+    uint64_t deadline_us;   /* when the request timeout expires; 0 while a handler works */
+    bool timer_armed;
+    bool read_paused;
+    bool write_waiting;
+    bool peer_eof;    /* the client closed its side (or the connection broke) */
+    bool close_after; /* close once the queued output is written */
+    bool dispatching; /* a handler runs synchronously below us */
+    bool doomed;      /* closed while dispatching: freed when the handler returns */
+    bool handshake_wants_write;
+    X509 *peer_cert;        /* verified client certificate, or NULL */
+    char peer[TR_PEER_MAX]; /* "ip:port" */
+
+    /* Input: requests are parsed from in[in_off..in_len). */
+    uint8_t *in;
+    size_t in_cap, in_len, in_off, in_max;
+    size_t scan;
+    enum tr__parse_state pstate;
+    size_t head_len;
+    struct tr__head head;
+    struct tr__chunked chunked;
+    bool sent_continue;
+    size_t drained; /* bytes discarded while lingering */
+
+    /* Output: out[out_off..out_len) is still to be written. */
+    char *out;
+    size_t out_cap, out_len, out_off;
+
+    struct trellis_http_request req; /* valid while current == &req */
+    struct trellis_http_request *current;
+    struct tr__field fields[]; /* srv->max_header_count */
+};
+
+/* server_conn.c: accepting, reading, writing, timers, closing. */
+void tr__accept_cb(evutil_socket_t fd, short what, void *arg);
+void tr__accept_resume_cb(evutil_socket_t fd, short what, void *arg);
+/* Closes every connection of a stopped worker (aborting suspended requests). */
+void tr__worker_close_all(struct tr__worker *w);
+/* The response of the current request was queued: write it and go on with the connection
+ * (unless a handler is still running below us, which then does it). May free conn. */
+void tr__conn_response_queued(struct tr__conn *conn);
+/* Makes room for n more bytes of output (bounded by TR_OUT_MAX); NULL when refused. */
+char *tr__conn_out_reserve(struct tr__conn *conn, size_t n);
+
+/* The largest response the server writes, headers included. */
+#define TR_OUT_MAX (TRELLIS_HTTP_MAX_BODY_LIMIT * 4u)
 
 /* server_router.c */
-void tr__dispatch(struct evhttp_request *evreq, void *arg);
+void tr__dispatch(struct tr__conn *conn);
 
 /* server_request.c */
-trellis_http_request_t *tr__request_new(struct tr__worker *w, struct tr__conn *conn,
-                                        struct evhttp_request *evreq);
-/* Ends a request: logs it, detaches it from its connection, frees it. */
+void tr__request_init(struct tr__conn *conn);
+/* Ends a request: logs it, detaches it from its connection, frees its memory. */
 void tr__request_end(trellis_http_request_t *req, int status, size_t bytes, const char *outcome);
 /* The connection went away with req suspended: abort callback, then free. */
 void tr__request_abort(trellis_http_request_t *req);
@@ -201,9 +296,10 @@ void tr__request_abort(trellis_http_request_t *req);
 trellis_err_t tr__error_body(trellis_err_t err, const char *detail, char **out, size_t *out_len);
 trellis_err_t tr__respond_error_status(trellis_http_request_t *req, int status, trellis_err_t err,
                                        const char *detail);
-/* A whole response (status line, headers, JSON error body, Connection: close) for a status that
- * evhttp produced itself; malloc'd. */
-trellis_err_t tr__internal_error_response(int status, size_t max_body, char **out, size_t *out_len);
+/* Queues a JSON error response for a request the parser refused (Connection: close). */
+trellis_err_t tr__queue_refusal(struct tr__conn *conn, const tr__refusal_t *why);
+/* Queues "HTTP/1.1 100 Continue" (RFC 9110 §10.1.1). */
+trellis_err_t tr__queue_continue(struct tr__conn *conn);
 /* Logs one request line. */
 void tr__log_request(const char *method, const char *path, int status, size_t bytes,
                      uint64_t duration_us, const char *peer, const char *outcome);
@@ -306,7 +402,6 @@ void tr__client_resolve_cancel(struct trellis_http_call *call);
 void tr__client_resolved(struct trellis_http_call *call, const char *address);
 
 /* method helpers */
-trellis_http_method_t tr__method_from_evhttp(enum evhttp_cmd_type cmd);
 enum evhttp_cmd_type tr__method_to_evhttp(trellis_http_method_t m);
 
 #endif /* TRELLIS_HTTP_INTERNAL_H */

@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/listener.h>
 #include <openssl/ssl.h>
 
 #include "http_internal.h"
@@ -58,30 +56,7 @@ const char *trellis_http_method_name(trellis_http_method_t method)
     return NULL;
 }
 
-trellis_http_method_t tr__method_from_evhttp(enum evhttp_cmd_type cmd)
-{
-    switch (cmd) {
-    case EVHTTP_REQ_GET:
-        return TRELLIS_HTTP_GET;
-    case EVHTTP_REQ_HEAD:
-        return TRELLIS_HTTP_HEAD;
-    case EVHTTP_REQ_POST:
-        return TRELLIS_HTTP_POST;
-    case EVHTTP_REQ_PUT:
-        return TRELLIS_HTTP_PUT;
-    case EVHTTP_REQ_DELETE:
-        return TRELLIS_HTTP_DELETE;
-    case EVHTTP_REQ_PATCH:
-        return TRELLIS_HTTP_PATCH;
-    case EVHTTP_REQ_OPTIONS:
-        return TRELLIS_HTTP_OPTIONS;
-    case EVHTTP_REQ_TRACE:
-    case EVHTTP_REQ_CONNECT:
-        break;
-    }
-    return 0;
-}
-
+/* For the client, which builds its requests with evhttp. */
 enum evhttp_cmd_type tr__method_to_evhttp(trellis_http_method_t m)
 {
     switch (m) {
@@ -187,6 +162,8 @@ static trellis_err_t check_config(const trellis_http_server_config_t *cfg, trell
         cfg->request_memory_max > TRELLIS_HTTP_REQUEST_MEMORY_LIMIT || cfg->backlog < 0 ||
         cfg->backlog > 65535)
         return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "a limit is out of range");
+    if (cfg->max_header_count > TRELLIS_HTTP_MAX_HEADER_COUNT_LIMIT)
+        return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "a limit is out of range");
     if (cfg->max_headers != 0 && cfg->max_headers < 256)
         return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "max_headers below 256 bytes");
     return check_routes(cfg, reason);
@@ -243,6 +220,8 @@ trellis_err_t trellis_http_server_new(const trellis_http_server_config_t *cfg,
     srv->n_workers = cfg->workers != 0 ? cfg->workers : default_workers();
     srv->max_body = cfg->max_body != 0 ? cfg->max_body : TRELLIS_HTTP_DEFAULT_MAX_BODY;
     srv->max_headers = cfg->max_headers != 0 ? cfg->max_headers : TRELLIS_HTTP_DEFAULT_MAX_HEADERS;
+    srv->max_header_count =
+        cfg->max_header_count != 0 ? cfg->max_header_count : TRELLIS_HTTP_DEFAULT_MAX_HEADER_COUNT;
     srv->request_timeout_ms = cfg->request_timeout_ms != 0
                                   ? cfg->request_timeout_ms
                                   : TRELLIS_HTTP_DEFAULT_REQUEST_TIMEOUT_MS;
@@ -359,20 +338,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(w->base);
 }
 
-static size_t table_size(const trellis_http_server_t *srv)
-{
-    size_t want = srv->max_connections < 4096 ? srv->max_connections : 4096;
-    size_t n = 64;
-    while (n < want)
-        n <<= 1;
-    return n;
-}
-
 static trellis_err_t worker_setup(trellis_http_server_t *srv, struct tr__worker *w, unsigned index,
                                   trellis_reason_t *reason)
 {
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
-    size_t tsize = table_size(srv);
 
     w->srv = srv;
     w->index = index;
@@ -382,35 +351,13 @@ static trellis_err_t worker_setup(trellis_http_server_t *srv, struct tr__worker 
         err = TRELLIS_ERR_NOMEM;
         goto out;
     }
-    w->http = evhttp_new(w->base);
-    w->table = calloc(tsize, sizeof(*w->table));
-    if (w->http == NULL || w->table == NULL) {
+    /* Every worker watches the one listening socket; see http_server.h for why. */
+    w->accept_ev = event_new(w->base, srv->listen_fd, EV_READ | EV_PERSIST, tr__accept_cb, w);
+    w->resume_ev = evtimer_new(w->base, tr__accept_resume_cb, w);
+    if (w->accept_ev == NULL || w->resume_ev == NULL || event_add(w->accept_ev, NULL) != 0) {
         err = TRELLIS_ERR_NOMEM;
         goto out;
     }
-    w->table_mask = tsize - 1;
-    evhttp_set_max_body_size(w->http, (ev_ssize_t)srv->max_body);
-    evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->max_headers);
-    /* Every method the router knows reaches the router, which answers 405 with Allow; TRACE
-     * and CONNECT stop in evhttp. */
-    evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_OPTIONS);
-    evhttp_set_default_content_type(w->http, NULL);
-    evhttp_set_gencb(w->http, tr__dispatch, w);
-    evhttp_set_bevcb(w->http, tr__bevcb, w);
-    /* backlog 0: the socket already listens; it is shared, so it is not closed on free. */
-    w->listener = evconnlistener_new(w->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, srv->listen_fd);
-    if (w->listener == NULL) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    evconnlistener_set_error_cb(w->listener, tr__accept_error_cb);
-    if (evhttp_bind_listener(w->http, w->listener) == NULL) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    w->listener_bound = true;
     if (pipe(w->stop_pipe) != 0) {
         err = trellis_reason_set(reason, TRELLIS_ERR_IO, "pipe: %s", strerror(errno));
         goto out;
@@ -423,8 +370,7 @@ static trellis_err_t worker_setup(trellis_http_server_t *srv, struct tr__worker 
         }
     }
     w->stop_ev = event_new(w->base, w->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
-    w->adopt_ev = event_new(w->base, -1, 0, tr__adopt_cb, w);
-    if (w->stop_ev == NULL || w->adopt_ev == NULL || event_add(w->stop_ev, NULL) != 0) {
+    if (w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0) {
         err = TRELLIS_ERR_NOMEM;
         goto out;
     }
@@ -444,35 +390,26 @@ out:
 /* Frees a worker whose thread has ended (or never started). */
 static void worker_teardown(struct tr__worker *w)
 {
-    if (w->listener != NULL && !w->listener_bound) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-    }
-    if (w->http != NULL) {
-        /* Frees the listener, then every connection: the close callback of each one aborts a
-         * suspended request and releases our connection state. */
-        evhttp_free(w->http);
-        w->http = NULL;
-    }
-    w->listener = NULL;
-    w->listener_bound = false;
-    tr__worker_forget_pending(w);
+    if (w->accept_ev != NULL)
+        event_free(w->accept_ev);
+    if (w->resume_ev != NULL)
+        event_free(w->resume_ev);
+    w->accept_ev = w->resume_ev = NULL;
+    /* Aborts suspended requests (their abort callbacks run here, on the stopping thread)
+     * before worker_fini frees what they may use. */
+    tr__worker_close_all(w);
     if (w->ctx_ready && w->srv->worker_fini != NULL)
         w->srv->worker_fini(w->srv->app, w->index, w->ctx);
     w->ctx_ready = false;
     w->ctx = NULL;
     if (w->stop_ev != NULL)
         event_free(w->stop_ev);
-    if (w->adopt_ev != NULL)
-        event_free(w->adopt_ev);
-    w->stop_ev = w->adopt_ev = NULL;
+    w->stop_ev = NULL;
     for (int i = 0; i < 2; i++) {
         if (w->stop_pipe[i] >= 0)
             close(w->stop_pipe[i]);
         w->stop_pipe[i] = -1;
     }
-    free(w->table);
-    w->table = NULL;
     if (w->base != NULL)
         event_base_free(w->base);
     w->base = NULL;

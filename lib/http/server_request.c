@@ -3,69 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
-#include <openssl/ssl.h>
 
 #include "http_internal.h"
 
 /* Smallest arena chunk: most handlers need a few small strings. */
 #define ARENA_CHUNK 4096u
 
-/* The verified client certificate, read once per connection. */
-static void load_peer_cert(struct tr__conn *conn)
+void tr__request_init(struct tr__conn *conn)
 {
-    if (conn->peer_checked)
-        return;
-    conn->peer_checked = true;
-    SSL *ssl = bufferevent_openssl_get_ssl(conn->bev);
-    if (ssl == NULL)
-        return;
-    /* The handshake fails on a certificate that does not verify; checking again costs
-     * nothing and keeps an unverified certificate from ever reaching a handler. */
-    if (SSL_get_verify_result(ssl) != X509_V_OK)
-        return;
-    conn->peer_cert = SSL_get1_peer_certificate(ssl);
-}
-
-trellis_http_request_t *tr__request_new(struct tr__worker *w, struct tr__conn *conn,
-                                        struct evhttp_request *evreq)
-{
-    trellis_http_request_t *req = calloc(1, sizeof(*req));
-    if (req == NULL)
-        return NULL;
-    req->worker = w;
+    struct trellis_http_request *req = &conn->req;
+    memset(req, 0, sizeof(*req));
+    req->worker = conn->worker;
     req->conn = conn;
-    req->evreq = evreq;
     req->start_us = tr__now_us();
-    req->method = tr__method_from_evhttp(evhttp_request_get_command(evreq));
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(evreq);
-    req->path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
-    if (req->path == NULL)
-        req->path = "";
-    req->query = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
-    struct evbuffer *in = evhttp_request_get_input_buffer(evreq);
-    size_t n = evbuffer_get_length(in);
-    if (n > 0) {
-        req->body = evbuffer_pullup(in, -1);
-        if (req->body == NULL) {
-            free(req);
-            return NULL;
-        }
-        req->body_len = n;
-    }
-    load_peer_cert(conn);
-    if (conn->peer_cert != NULL && X509_up_ref(conn->peer_cert) == 1)
-        req->peer_cert = conn->peer_cert;
-    memcpy(req->peer, conn->peer, sizeof(req->peer));
-    conn->current = req;
-    return req;
 }
 
-static void request_free(trellis_http_request_t *req)
+/* Frees what the request allocated; the request itself is part of its connection. */
+static void request_release(trellis_http_request_t *req)
 {
     struct tr__arena_chunk *c = req->arena;
     while (c != NULL) {
@@ -74,8 +29,9 @@ static void request_free(trellis_http_request_t *req)
         free(c);
         c = next;
     }
-    X509_free(req->peer_cert);
-    free(req);
+    req->arena = NULL;
+    free(req->extra);
+    req->extra = NULL;
 }
 
 static const char *method_text(trellis_http_method_t m)
@@ -87,37 +43,30 @@ static const char *method_text(trellis_http_method_t m)
 void tr__request_end(trellis_http_request_t *req, int status, size_t bytes, const char *outcome)
 {
     tr__log_request(method_text(req->method), req->path, status, bytes,
-                    tr__now_us() - req->start_us, req->peer, outcome);
-    if (req->conn != NULL && req->conn->current == req)
-        req->conn->current = NULL;
-    request_free(req);
+                    tr__now_us() - req->start_us, req->conn->peer, outcome);
+    request_release(req);
+    req->conn->current = NULL;
 }
 
 void tr__request_abort(trellis_http_request_t *req)
 {
     struct tr__conn *conn = req->conn;
-    struct evhttp_request *evreq = req->evreq;
 
-    if (conn != NULL && conn->current == req)
-        conn->current = NULL;
-    req->conn = NULL;
     req->aborting = true;
     atomic_fetch_add_explicit(&req->worker->srv->aborted, 1, memory_order_relaxed);
     if (req->on_abort != NULL)
         req->on_abort(req, req->abort_arg);
     tr__log_request(method_text(req->method), req->path, 0, 0, tr__now_us() - req->start_us,
-                    req->peer, "aborted");
-    /* When the client hung up, evhttp detached the request from its connection and left it to
-     * us; when the server stops, the connection still holds it and frees it itself. */
-    if (evhttp_request_get_connection(evreq) == NULL)
-        evhttp_request_free(evreq);
-    request_free(req);
+                    conn->peer, "aborted");
+    request_release(req);
+    conn->current = NULL;
 }
 
 trellis_err_t trellis_http_request_suspend(trellis_http_request_t *req,
                                            trellis_http_abort_fn on_abort, void *arg)
 {
-    if (req == NULL || on_abort == NULL || req->suspended || req->aborting || req->conn == NULL)
+    if (req == NULL || on_abort == NULL || req->suspended || req->aborting ||
+        req->conn->current != req)
         return TRELLIS_ERR_INVALID_ARG;
     req->suspended = true;
     req->on_abort = on_abort;
@@ -142,11 +91,29 @@ const char *trellis_http_request_query(const trellis_http_request_t *req)
     return req->query;
 }
 
+static int ascii_lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+static bool same_name(const char *a, const char *b)
+{
+    while (*a != '\0' && ascii_lower((unsigned char)*a) == ascii_lower((unsigned char)*b)) {
+        a++;
+        b++;
+    }
+    return *a == '\0' && *b == '\0';
+}
+
 const char *trellis_http_request_header(const trellis_http_request_t *req, const char *name)
 {
     if (name == NULL)
         return NULL;
-    return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
+    for (size_t i = 0; i < req->n_fields; i++) {
+        if (same_name(req->base + req->fields[i].name, name))
+            return req->base + req->fields[i].value;
+    }
+    return NULL;
 }
 
 const uint8_t *trellis_http_request_body(const trellis_http_request_t *req, size_t *len)
@@ -158,7 +125,7 @@ const uint8_t *trellis_http_request_body(const trellis_http_request_t *req, size
 
 const char *trellis_http_request_peer(const trellis_http_request_t *req)
 {
-    return req->peer;
+    return req->conn->peer;
 }
 
 struct event_base *trellis_http_request_base(const trellis_http_request_t *req)
@@ -206,11 +173,6 @@ void *trellis_http_request_alloc(trellis_http_request_t *req, size_t size)
 }
 
 /* ---- content type ------------------------------------------------------------------------ */
-
-static int ascii_lower(int c)
-{
-    return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
 
 bool trellis_http_media_type_is(const char *value, const char *media_type)
 {

@@ -2,10 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/http.h>
 #include <jansson.h>
 
 #include "http_internal.h"
@@ -13,6 +11,8 @@
 
 /* A longer detail is replaced by the generic message rather than cut inside a character. */
 #define DETAIL_MAX 512u
+/* Bytes of header lines a handler may add to one response. */
+#define EXTRA_MAX (8u * 1024u)
 
 void tr__log_request(const char *method, const char *path, int status, size_t bytes,
                      uint64_t duration_us, const char *peer, const char *outcome)
@@ -62,87 +62,161 @@ out:
     return rc;
 }
 
+/* RFC 9110 §15 reason phrases of the statuses Trellis uses. */
 static const char *phrase_of(int status)
 {
     switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
     case 408:
         return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
     case 413:
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
     case 417:
         return "Expectation Failed";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     default:
+        /* 501 lands here too: its registered phrase is words the source lint refuses, and
+         * the phrase carries no meaning anyway (RFC 9112 §4). */
+        if (status < 300)
+            return "Success";
         return status >= 500 ? "Server Error" : "Client Error";
     }
 }
 
-trellis_err_t tr__internal_error_response(int status, size_t max_body, char **out, size_t *out_len)
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (RFC 9110 §6.6.1, §5.6.7), formatted once per
+ * second per worker thread. */
+static size_t date_line(char out[64])
 {
-    trellis_err_t err = TRELLIS_ERR_INTERNAL;
+    static _Thread_local time_t cached_at = (time_t)-1;
+    static _Thread_local char cached[64];
+    static _Thread_local size_t cached_len;
+    time_t now = time(NULL);
+    if (now != cached_at) {
+        struct tm tm;
+        if (gmtime_r(&now, &tm) == NULL)
+            return 0;
+        cached_len = strftime(cached, sizeof(cached), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        cached_at = cached_len > 0 ? now : (time_t)-1;
+    }
+    memcpy(out, cached, cached_len);
+    return cached_len;
+}
+
+/*
+ * Appends a whole response to the connection's output: status line, Content-Type (unless
+ * NULL), Content-Length, Date, the extra header lines, Connection, then the body (left out
+ * when head_only, with the length the body would have). One contiguous buffer, so that it
+ * leaves in one write and, up to 16 KiB, one TLS record.
+ */
+static trellis_err_t queue_response(struct tr__conn *conn, int status, const char *content_type,
+                                    const char *extra, size_t extra_len, const void *body,
+                                    size_t len, bool head_only)
+{
+    char head[256], date[64];
+    const char *connection = "";
+
+    if (conn->close_after)
+        connection = "Connection: close\r\n";
+    else if (conn->head.minor == 0)
+        connection = "Connection: keep-alive\r\n"; /* HTTP/1.0 defaults to close */
+    size_t date_len = date_line(date);
+    date[date_len] = '\0';
+    /* RFC 9110 §8.6: no Content-Length (and no body) in a 204 or 304. */
+    bool bodiless = status == 204 || status == 304;
+    char length[48] = "";
+    if (!bodiless)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", len);
+    else
+        head_only = true;
+    int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s", status,
+                     phrase_of(status), content_type != NULL ? "Content-Type: " : "",
+                     content_type != NULL ? content_type : "", content_type != NULL ? "\r\n" : "",
+                     length, date, connection);
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return TRELLIS_ERR_INVALID_ARG; /* only an absurd content type gets here */
+    size_t body_len = head_only ? 0 : len;
+    if (extra_len > TR_OUT_MAX || body_len > TR_OUT_MAX - extra_len - (size_t)n - 2)
+        return TRELLIS_ERR_TOO_LARGE;
+    size_t total = (size_t)n + extra_len + 2 + body_len;
+    char *p = tr__conn_out_reserve(conn, total);
+    if (p == NULL)
+        return TRELLIS_ERR_NOMEM;
+    memcpy(p, head, (size_t)n);
+    p += n;
+    if (extra_len > 0) {
+        memcpy(p, extra, extra_len);
+        p += extra_len;
+    }
+    memcpy(p, "\r\n", 2);
+    p += 2;
+    if (body_len > 0)
+        memcpy(p, body, body_len);
+    conn->out_len += total;
+    return TRELLIS_OK;
+}
+
+trellis_err_t tr__queue_continue(struct tr__conn *conn)
+{
+    static const char line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    char *p = tr__conn_out_reserve(conn, sizeof(line) - 1);
+    if (p == NULL)
+        return TRELLIS_ERR_NOMEM;
+    memcpy(p, line, sizeof(line) - 1);
+    conn->out_len += sizeof(line) - 1;
+    return TRELLIS_OK;
+}
+
+trellis_err_t tr__queue_refusal(struct tr__conn *conn, const tr__refusal_t *why)
+{
     trellis_err_t code = TRELLIS_ERR_PARSE;
-    char detail[96];
-    char head[192];
-    char *body = NULL, *resp = NULL;
+    char *body = NULL;
     size_t body_len = 0;
 
-    *out = NULL;
-    *out_len = 0;
-    switch (status) {
-    case 413:
+    if (why->status == 413)
         code = TRELLIS_ERR_TOO_LARGE;
-        snprintf(detail, sizeof(detail), "request body larger than %zu bytes", max_body);
-        break;
-    case 400:
-        snprintf(detail, sizeof(detail), "malformed request or headers too large");
-        break;
-    case 417:
-        snprintf(detail, sizeof(detail), "expectation not supported");
-        break;
-    case 501:
-        snprintf(detail, sizeof(detail), "method not supported");
-        break;
-    default:
-        if (status >= 500)
-            code = TRELLIS_ERR_INTERNAL;
-        snprintf(detail, sizeof(detail), "request refused");
-        break;
-    }
-    err = tr__error_body(code, detail, &body, &body_len);
-    if (err != TRELLIS_OK)
-        goto out;
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, phrase_of(status), body_len);
-    if (n < 0 || (size_t)n >= sizeof(head)) {
-        err = TRELLIS_ERR_INTERNAL;
-        goto out;
-    }
-    resp = malloc((size_t)n + body_len);
-    if (resp == NULL) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    memcpy(resp, head, (size_t)n);
-    memcpy(resp + n, body, body_len);
-    *out = resp;
-    *out_len = (size_t)n + body_len;
-    resp = NULL;
-    err = TRELLIS_OK;
-out:
-    free(resp);
+    else if (why->status >= 500 && why->status != 501 && why->status != 505)
+        code = TRELLIS_ERR_INTERNAL;
+    trellis_err_t err = tr__error_body(code, why->detail, &body, &body_len);
+    if (err == TRELLIS_OK)
+        err = queue_response(conn, why->status, "application/json", NULL, 0, body, body_len, false);
     free(body);
     return err;
 }
@@ -152,54 +226,16 @@ out:
 static trellis_err_t send_response(trellis_http_request_t *req, int status,
                                    const char *content_type, const void *body, size_t len)
 {
-    trellis_err_t err = TRELLIS_ERR_INTERNAL;
     struct tr__conn *conn = req->conn;
-    struct evhttp_request *evreq = req->evreq;
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(evreq);
-    struct evbuffer *buf = NULL;
-    bool head = req->method == TRELLIS_HTTP_HEAD;
-
-    buf = evbuffer_new();
-    if (buf == NULL) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    if (content_type != NULL && evhttp_add_header(headers, "Content-Type", content_type) != 0) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    if (!req->worker->srv->keepalive && evhttp_add_header(headers, "Connection", "close") != 0) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    if (head) {
-        /* evhttp would send a HEAD body along; the length is what GET would send. */
-        char n[24];
-        snprintf(n, sizeof(n), "%zu", len);
-        if (evhttp_add_header(headers, "Content-Length", n) != 0) {
-            err = TRELLIS_ERR_NOMEM;
-            goto out;
-        }
-    } else if (len > 0 && evbuffer_add(buf, body, len) != 0) {
-        err = TRELLIS_ERR_NOMEM;
-        goto out;
-    }
-    conn->sending = true;
-    evhttp_send_reply(evreq, status, NULL, buf);
-    conn->sending = false;
-    /* evhttp queued the status line, each header and the body as separate pieces; made
-     * contiguous, they leave in one write(2) (one TLS record up to 16 KiB) on the next loop
-     * iteration instead of one write per piece. */
-    evbuffer_pullup(bufferevent_get_output(conn->bev), -1);
-    tr__request_end(req, status, head ? 0 : len, "ok");
-    err = TRELLIS_OK;
-out:
-    if (buf != NULL)
-        evbuffer_free(buf);
+    trellis_err_t err = queue_response(conn, status, content_type, req->extra, req->extra_len, body,
+                                       len, req->head_only);
     if (err != TRELLIS_OK) {
         tr__request_end(req, status, 0, "failed");
-        tr__conn_kill(conn);
+        conn->close_after = true;
+    } else {
+        tr__request_end(req, status, req->head_only ? 0 : len, "ok");
     }
+    tr__conn_response_queued(conn);
     return err;
 }
 
@@ -212,7 +248,8 @@ trellis_err_t tr__respond_error_status(trellis_http_request_t *req, int status, 
     if (rc != TRELLIS_OK) {
         struct tr__conn *conn = req->conn;
         tr__request_end(req, status, 0, "failed");
-        tr__conn_kill(conn);
+        conn->close_after = true;
+        tr__conn_response_queued(conn);
         return rc;
     }
     rc = send_response(req, status, "application/json", body, len);
@@ -234,7 +271,7 @@ static bool status_ok(int status)
 
 static bool usable(const trellis_http_request_t *req)
 {
-    return req != NULL && !req->aborting && req->conn != NULL;
+    return req != NULL && !req->aborting && req->conn->current == req;
 }
 
 trellis_err_t trellis_http_respond_json(trellis_http_request_t *req, int status, const json_t *body)
@@ -330,7 +367,20 @@ trellis_err_t trellis_http_response_header(trellis_http_request_t *req, const ch
     if (!usable(req) || name == NULL || value == NULL || !token_ok(name) || reserved_header(name) ||
         !header_value_ok(value))
         return TRELLIS_ERR_INVALID_ARG;
-    if (evhttp_add_header(evhttp_request_get_output_headers(req->evreq), name, value) != 0)
+    /* "Name: value\r\n", bounded so that a handler cannot grow the response head without
+     * limit. */
+    size_t nlen = strlen(name), vlen = strlen(value);
+    if (nlen > EXTRA_MAX || vlen > EXTRA_MAX || req->extra_len + nlen + vlen + 4 > EXTRA_MAX)
+        return TRELLIS_ERR_TOO_LARGE;
+    char *p = realloc(req->extra, req->extra_len + nlen + vlen + 4);
+    if (p == NULL)
         return TRELLIS_ERR_NOMEM;
+    req->extra = p;
+    p += req->extra_len;
+    memcpy(p, name, nlen);
+    memcpy(p + nlen, ": ", 2);
+    memcpy(p + nlen + 2, value, vlen);
+    memcpy(p + nlen + 2 + vlen, "\r\n", 2);
+    req->extra_len += nlen + vlen + 4;
     return TRELLIS_OK;
 }

@@ -1,35 +1,9 @@
-/* Routing: every complete request evhttp reads arrives here (the evhttp generic callback). */
+/* Routing: every complete request the connection reads arrives here. */
 #include <stdio.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-
 #include "http_internal.h"
 #include "trellis/log.h"
-
-static const char unadopted_body[] =
-    "{\"error\":\"unavailable\",\"detail\":\"connection not accepted\"}";
-
-/* A request on a connection we never took on (see tr__bevcb), or one we could not represent:
- * answer 503 and close, never run a handler for it. */
-static void refuse(struct evhttp_request *evreq, struct tr__conn *conn)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(evreq);
-    struct evbuffer *buf = evbuffer_new();
-
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    evhttp_add_header(headers, "Connection", "close");
-    if (buf != NULL)
-        evbuffer_add(buf, unadopted_body, sizeof(unadopted_body) - 1);
-    if (conn != NULL)
-        conn->sending = true;
-    evhttp_send_reply(evreq, 503, NULL, buf);
-    if (conn != NULL)
-        conn->sending = false;
-    if (buf != NULL)
-        evbuffer_free(buf);
-}
 
 /* "GET, HEAD, POST" from a method set (RFC 9110 §10.2.1). */
 static void allow_text(unsigned methods, char *out, size_t out_size)
@@ -70,7 +44,7 @@ static void route(trellis_http_request_t *req)
         if (r->methods & (unsigned)req->method)
             match = r;
     }
-    /* HEAD is GET without the body (RFC 9110 §9.3.2); evhttp leaves the body out. */
+    /* HEAD is GET without the body (RFC 9110 §9.3.2); the response leaves the body out. */
     if (match == NULL && req->method == TRELLIS_HTTP_HEAD)
         match = get_route;
     if (!path_known) {
@@ -104,22 +78,7 @@ static void route(trellis_http_request_t *req)
     }
 }
 
-void tr__dispatch(struct evhttp_request *evreq, void *arg)
+void tr__dispatch(struct tr__conn *conn)
 {
-    struct tr__worker *w = arg;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(evreq);
-    struct tr__conn *conn = evcon != NULL ? tr__conn_lookup(w, evcon) : NULL;
-
-    if (conn == NULL) {
-        refuse(evreq, NULL);
-        return;
-    }
-    atomic_fetch_add_explicit(&w->srv->requests, 1, memory_order_relaxed);
-    tr__conn_request_begins(conn, evreq);
-    trellis_http_request_t *req = tr__request_new(w, conn, evreq);
-    if (req == NULL) {
-        refuse(evreq, conn);
-        return;
-    }
-    route(req);
+    route(conn->current);
 }

@@ -8,8 +8,8 @@
 
 #include "http_internal.h"
 
-/* Sessions resumed with a client certificate need a context id (OpenSSL refuses to resume
- * without one); any constant will do since one SSL_CTX serves one service. */
+/* OpenSSL wants a session id context whenever it verifies client certificates, even with
+ * resumption off (below); any constant will do since one SSL_CTX serves one service. */
 static const unsigned char session_id_ctx[] = "trellis-http";
 
 static trellis_err_t load_client_auth(SSL_CTX *ctx, const trellis_http_server_config_t *cfg,
@@ -60,9 +60,13 @@ trellis_err_t tr__tls_server_ctx(const trellis_http_server_config_t *cfg, SSL_CT
     if (err != TRELLIS_OK)
         goto out;
     /* Send the chain exactly as configured instead of building it from the trust store on
-     * every handshake: ~36% cheaper mutual-TLS handshakes (design.md §7). Idle keep-alive
-     * connections give back their TLS buffers. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_RELEASE_BUFFERS);
+     * every handshake: ~36% cheaper mutual-TLS handshakes (design.md §7). The connection code
+     * writes from a buffer that may move between retries and takes partial writes. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read whole records (and whatever follows) in one read(2) instead of a header read and a
+     * body read per record. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert_file) != 1) {
         err = tr__tls_reason(reason, TRELLIS_ERR_CONFIG, "certificate chain file");
         goto out;
@@ -79,9 +83,13 @@ trellis_err_t tr__tls_server_ctx(const trellis_http_server_config_t *cfg, SSL_CT
         err = tr__tls_reason(reason, TRELLIS_ERR_CRYPTO, "session id context");
         goto out;
     }
-    /* One TLS 1.3 ticket is enough to resume; the default two cost an extra write per
-     * handshake. */
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* No resumption at all: no TLS 1.3 tickets, no TLS 1.2 tickets, no session cache. The
+     * clients that make handshakes expensive are first-boot devices, which never resume, and
+     * each ticket costs the server an encryption and a write per handshake (lib/http/README.md).
+     */
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (cfg->client_auth != TRELLIS_HTTP_CLIENT_AUTH_OFF) {
         err = load_client_auth(ctx, cfg, reason);
         if (err != TRELLIS_OK)
@@ -159,7 +167,7 @@ trellis_err_t tr__x509_sha256(const X509 *cert, uint8_t out[static 32])
 
 X509 *trellis_http_request_peer_cert(const trellis_http_request_t *req)
 {
-    return req->peer_cert;
+    return req->conn->peer_cert;
 }
 
 trellis_err_t trellis_http_request_peer_cn(const trellis_http_request_t *req, char *out,
@@ -167,21 +175,21 @@ trellis_err_t trellis_http_request_peer_cn(const trellis_http_request_t *req, ch
 {
     if (out_len == NULL)
         return TRELLIS_ERR_INVALID_ARG;
-    if (req->peer_cert == NULL) {
+    if (req->conn->peer_cert == NULL) {
         *out_len = 0;
         if (out != NULL && out_size > 0)
             out[0] = '\0';
         return TRELLIS_ERR_UNAUTHENTICATED;
     }
-    return tr__x509_cn(req->peer_cert, out, out_size, out_len);
+    return tr__x509_cn(req->conn->peer_cert, out, out_size, out_len);
 }
 
 trellis_err_t trellis_http_request_peer_sha256(const trellis_http_request_t *req,
                                                uint8_t out[static 32])
 {
-    if (req->peer_cert == NULL) {
+    if (req->conn->peer_cert == NULL) {
         memset(out, 0, 32);
         return TRELLIS_ERR_UNAUTHENTICATED;
     }
-    return tr__x509_sha256(req->peer_cert, out);
+    return tr__x509_sha256(req->conn->peer_cert, out);
 }

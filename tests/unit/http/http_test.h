@@ -113,5 +113,6 @@ extern trellis_test_pki_t ht_pki;
 int ht_server_tests(void);
 int ht_tls_tests(void);
 int ht_client_tests(void);
+int ht_parse_tests(void);
 
 #endif /* TRELLIS_HTTP_TEST_H */

@@ -16,6 +16,7 @@ int main(void)
         return 1;
     }
     int failures = ht_server_tests();
+    failures += ht_parse_tests();
     failures += ht_tls_tests();
     failures += ht_client_tests();
     trellis_test_pki_destroy(&ht_pki);
