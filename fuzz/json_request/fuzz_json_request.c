@@ -4,6 +4,9 @@
  * buffers, then check invariants that must hold for any input:
  * - a decoded member fits its buffer and re-encodes to the same bytes;
  * - a parsed body dumps to text that parses back to an equal object;
+ * - the result agrees with jansson reading the same bytes on its own (the parser's quick path for
+ *   flat string-only objects must build exactly what jansson builds, and refuse nothing it
+ *   accepts within the limits);
  * - an error body built from the reason, or from arbitrary bytes as detail, is valid JSON with
  *   the right code and a detail within TRELLIS_JSON_DETAIL_MAX bytes.
  */
@@ -69,6 +72,42 @@ static void check_error_body(trellis_err_t err, const char *detail)
     trellis_json_text_free(text);
 }
 
+/* Nesting depth of the body outside strings, as the parser counts it. */
+static size_t depth_of(const uint8_t *data, size_t size)
+{
+    size_t depth = 0, max = 0;
+    int in_string = 0;
+    for (size_t i = 0; i < size; i++) {
+        if (in_string) {
+            if (data[i] == '\\')
+                i++;
+            else if (data[i] == '"')
+                in_string = 0;
+        } else if (data[i] == '"') {
+            in_string = 1;
+        } else if (data[i] == '{' || data[i] == '[') {
+            if (++depth > max)
+                max = depth;
+        } else if ((data[i] == '}' || data[i] == ']') && depth > 0) {
+            depth--;
+        }
+    }
+    return max;
+}
+
+static void check_agrees_with_jansson(const uint8_t *data, size_t size, const json_t *ours)
+{
+    json_error_t jerr;
+    json_t *theirs = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
+    if (ours != NULL) {
+        check(theirs != NULL && json_equal(ours, theirs));
+    } else if (theirs != NULL && json_is_object(theirs) && size > 0 && size <= BODY_MAX &&
+               memchr(data, '\0', size) == NULL && depth_of(data, size) <= TRELLIS_JSON_MAX_DEPTH) {
+        abort(); /* refused what jansson accepts, though within every limit */
+    }
+    json_decref(theirs);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const allowed[] = {"csr", "evidence"};
@@ -83,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     err = trellis_json_parse_object((const char *)data, size, BODY_MAX, &body, &reason);
     check((err == TRELLIS_OK) == (body != NULL));
+    check_agrees_with_jansson(data, size, body);
     if (err == TRELLIS_OK) {
         check_dump_reparses(body);
         err = trellis_json_reject_unknown(body, allowed, 2, &reason);

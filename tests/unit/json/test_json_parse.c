@@ -85,6 +85,60 @@ static void test_rejections(void **state)
     }
 }
 
+/* Flat bodies of plain strings take a quick path; whatever the path, the object is the one
+ * jansson builds from the same text, and the first member that is not a plain string (an escape,
+ * UTF-8, a number, a nested value, a long name) changes nothing in the result. */
+static void test_flat_bodies_as_jansson_reads_them(void **state)
+{
+    (void)state;
+    char long_name[400];
+    memset(long_name, 0, sizeof(long_name));
+    long_name[0] = '{';
+    long_name[1] = '"';
+    memset(long_name + 2, 'k', 300);
+    memcpy(long_name + 302, "\":\"v\"}", 6);
+    const char *const bodies[] = {
+        "{\"evidence\":\"0oRDoQEmoFkB\",\"csr\":\"MIIBxz\",\"challenge\":\"AAEC\"}",
+        "\n{\r\"a\"\t:\t\"b c/d~!\"\n,\"e\" : \"\"}\r\n",
+        "{}",
+        " { } ",
+        "{\"a\":\"x\\u0041y\",\"b\":\"plain\"}",
+        "{\"a\":\"plain\",\"b\":\"x\\/y\\n\"}",
+        "{\"a\":\"caf\xc3\xa9\"}",
+        "{\"a\":\"b\",\"n\":12,\"t\":true,\"z\":null}",
+        "{\"a\":\"b\",\"o\":{\"c\":\"d\"}}",
+        long_name,
+    };
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        json_t *ours = NULL;
+        json_error_t jerr;
+        print_message("reading %s\n", bodies[i]);
+        assert_int_equal(parse(bodies[i], &ours, NULL), TRELLIS_OK);
+        json_t *theirs = json_loads(bodies[i], JSON_REJECT_DUPLICATES, &jerr);
+        assert_non_null(theirs);
+        assert_true(json_equal(ours, theirs));
+        json_decref(theirs);
+        json_decref(ours);
+    }
+    /* Near misses of the quick path are refused as before. */
+    static const char *const refused[] = {
+        "{\"a\":\"b\",\"a\":\"c\"}",
+        "{\"a\":\"b\",}",
+        "{\"a\":\"b\"} {",
+        "{\"a\":\"b\"",
+        "{\"a\" \"b\"}",
+        "{\"a\":\"b\" \"c\":\"d\"}",
+        "{,}",
+        "{\"a\":\"b\x01\"}",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        json_t *obj = NULL;
+        print_message("refusing %s\n", refused[i]);
+        assert_int_equal(parse(refused[i], &obj, NULL), TRELLIS_ERR_PARSE);
+        assert_null(obj);
+    }
+}
+
 static void test_empty_body(void **state)
 {
     (void)state;
@@ -202,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_accepts_good_bodies),
         cmocka_unit_test(test_body_need_not_be_terminated),
         cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_flat_bodies_as_jansson_reads_them),
         cmocka_unit_test(test_empty_body),
         cmocka_unit_test(test_embedded_nul_byte),
         cmocka_unit_test(test_too_long),
