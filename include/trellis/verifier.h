@@ -138,6 +138,7 @@ typedef struct {
     bool durable;
     long long busy_timeout_ms;
     int audit_queue;
+    long long audit_linger_ms;
     bool allow_anonymous;
     char log_level[16];
     char registry[TRELLIS_VERIFIER_PATH_MAX];

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "trellis/log.h"
 #include "verifier_internal.h"
@@ -26,13 +27,15 @@ struct tr__audit_queue {
     int running;
     int busy; /* the writer is committing a batch */
     pthread_t thread;
+    unsigned linger_us;
+    size_t last_batch;
     tr__audit_batch_fn on_batch;
     void *batch_arg;
     uint64_t committed, failed;
     trellis_vstore_audit_t *batch; /* BATCH_MAX entries, the writer's */
 };
 
-trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity,
+trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity, unsigned linger_us,
                                   tr__audit_batch_fn on_batch, void *batch_arg,
                                   tr__audit_queue_t **out)
 {
@@ -55,6 +58,7 @@ trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity,
     pthread_cond_init(&q->idle, NULL);
     q->store = store;
     q->capacity = capacity;
+    q->linger_us = linger_us;
     q->on_batch = on_batch;
     q->batch_arg = batch_arg;
     *out = q;
@@ -79,6 +83,14 @@ static void *writer(void *arg)
             pthread_cond_wait(&q->wake, &q->lock);
         if (q->head == NULL && q->stop)
             break;
+        /* Busy (the last commit had company): let more verdicts join this one's fsync. Pushes
+         * meanwhile do not wake the writer (only a push into an empty queue signals). */
+        if (q->linger_us > 0 && q->last_batch > 1 && !q->stop) {
+            pthread_mutex_unlock(&q->lock);
+            struct timespec ts = {0, (long)q->linger_us * 1000};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&q->lock);
+        }
         size_t n = 0;
         while (q->head != NULL && n < BATCH_MAX) {
             items[n] = q->head;
@@ -88,6 +100,7 @@ static void *writer(void *arg)
         if (q->head == NULL)
             q->tail = NULL;
         q->depth -= n;
+        q->last_batch = n;
         q->busy = 1;
         pthread_mutex_unlock(&q->lock);
 

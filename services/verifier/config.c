@@ -49,6 +49,10 @@ static const trellis_conf_option_t OPTIONS[] = {
     TRELLIS_CONF_ROW_INT("audit-queue", CFG, audit_queue, "65536", 16, 1000000,
                          "verdicts waiting for their audit entry to commit; beyond it the "
                          "service answers 503"),
+    TRELLIS_CONF_ROW_DURATION("audit-linger", CFG, audit_linger_ms, "1ms", 0, 100,
+                              "when the last audit commit carried several verdicts, wait this "
+                              "long for more before the next one, so one fsync serves more "
+                              "verdicts; a lone verdict never waits"),
     TRELLIS_CONF_ROW_BOOL("allow-anonymous", CFG, allow_anonymous, "false",
                           "accept TLS clients without a certificate (for /healthz, /metrics and "
                           "/v1/verdict-key); they may then send bodies up to manifest-max-body"),

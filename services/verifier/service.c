@@ -207,7 +207,8 @@ trellis_err_t trellis_verifier_new(const trellis_verifier_config_t *cfg, trellis
     if (err != TRELLIS_OK)
         goto out;
     err = tr__audit_queue_new(v->audit_store, (size_t)v->cfg.audit_queue,
-                              tr__verify_batch_committed, NULL, &v->audit);
+                              (unsigned)(v->cfg.audit_linger_ms * 1000), tr__verify_batch_committed,
+                              NULL, &v->audit);
     if (err != TRELLIS_OK)
         goto out;
 

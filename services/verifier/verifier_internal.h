@@ -101,9 +101,10 @@ typedef struct tr__audit_item {
 } tr__audit_item_t;
 
 /* A queue of at most capacity entries committed by one writer thread through store, which the
- * queue then owns the use of (not the lifetime). on_batch (may be NULL) runs after each batch's
- * done callbacks. */
-trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity,
+ * queue then owns the use of (not the lifetime). When a commit carried more than one entry, the
+ * writer waits linger_us (0: never) before taking the next batch, so that under load one fsync
+ * carries more entries. on_batch (may be NULL) runs after each batch's done callbacks. */
+trellis_err_t tr__audit_queue_new(trellis_vstore_t *store, size_t capacity, unsigned linger_us,
                                   tr__audit_batch_fn on_batch, void *batch_arg,
                                   tr__audit_queue_t **out);
 trellis_err_t tr__audit_queue_start(tr__audit_queue_t *q);
