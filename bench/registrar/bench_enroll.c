@@ -7,15 +7,21 @@
  *       one point addition per device instead of a key generation), and KEYS, the hex of k0,
  *       so that the load generator can sign each device's evidence.
  *   bench_enroll run --ca TRUST.pem --port PORT --keys KEYS --first I --devices N
- *                    --concurrency C --seconds T [--retry]
- *       enrolls devices I, I+1, ... from C threads for T seconds (or until all N are done),
- *       each device as a real one
- *       does it: a fresh TCP connection and TLS handshake, GET /v1/challenge, evidence signed
- *       by its RoT over SHA-256(challenge || CSR), POST /v1/enroll on the same connection.
- *       CSRs (one operational key per device) are made before the clock starts. With --retry, a
- *       device answered 429 or 503, or whose connection is closed at once, backs off and tries
- *       again (a mass power-on). Prints JSON: enrollments per second, p50 / p99 latency
- *       (connect to certificate, retries included), retries, failures by status.
+ *                    --concurrency C --seconds T [--retry] [--threads L] [--groups LIST]
+ *       enrolls devices I, I+1, ... C at a time for T seconds (or until all N are done), each
+ *       device as a real one does it: a fresh TCP connection and a full TLS 1.3 handshake (no
+ *       resumption, nothing stored) verifying the registrar's certificate against the
+ *       pinned CA (TRUST.pem), GET /v1/challenge, evidence signed by its RoT over
+ *       SHA-256(challenge || CSR), POST /v1/enroll on the same connection, and a check that the
+ *       returned certificate names the device and carries its operational key. The C devices
+ *       are driven by L event loops (default: one per core), not a thread each. LIST is the
+ *       key-share order offered (default X25519:P-256, the cheaper of the two for both sides on
+ *       the machines measured). CSRs (one operational key per device) are made before the
+ *       clock starts. With --retry, a device answered 429 or 503, or whose connection is closed
+ *       at once, backs off and tries again (a mass power-on). Prints JSON: enrollments per
+ *       second, p50 / p99 latency (connect to certificate, retries included), the load
+ *       generator's CPU per enrollment, retries, outcomes by status (1: 201 with a certificate
+ *       the device cannot use; 2: a challenge answer it cannot read).
  *   bench_enroll ceiling --threads N --seconds T
  *       OpenSSL's P-256 sign and verify rates on N threads, and the enrollment ceiling they
  *       allow: one first-time enrollment costs, on the servers, three verifies (the CSR's
@@ -23,6 +29,10 @@
  *       signs (the verdict, the certificate), so ceiling = 1 / (3 / verifies + 2 / signs).
  *       TLS handshakes are not in it: they are part of what the ratio measures.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -30,18 +40,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/asn1t.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
-#include "tlsclient.h"
 #include "trellis/cose.h"
 #include "trellis/crypto.h"
 #include "trellis/csr.h"
@@ -208,142 +224,529 @@ static int gen(int argc, char **argv)
 
 /* ---- run ---- */
 
+/*
+ * The devices are driven by a few event loops (one thread per core, each with its own epoll set
+ * and its share of the concurrent devices) over non-blocking sockets, not by a thread per
+ * device: the load generator shares the cores with the servers it measures, so whatever it
+ * spends on scheduling and stacks is taken from them. What each device does is unchanged.
+ */
+
+#define RESP_MAX    16384 /* one HTTP response: the enroll answer is about 2 KiB */
+#define REQ_MAX     4096
+#define CSR_B64_MAX 700
+
 typedef struct {
     EVP_PKEY *rot;
-    uint8_t point[65];
+    uint8_t point[65];    /* the RoT key's */
+    uint8_t op_point[65]; /* the operational key's, which the certificate must carry */
+    uint8_t ueid[TRELLIS_PSA_UEID_LEN];
+    char id[TRELLIS_PSA_DEVICE_ID_LEN + 1];
     uint8_t csr[512];
     size_t csr_len;
+    char csr_b64[CSR_B64_MAX];
+    size_t csr_b64_len;
 } device_t;
+
+/* Outcomes that are not HTTP statuses: 201 with a certificate the device cannot use, and a 200
+ * challenge answer it cannot read. */
+#define STATUS_BAD_CERT      1
+#define STATUS_BAD_CHALLENGE 2
 
 static struct {
     SSL_CTX *ctx;
-    uint16_t port;
+    struct sockaddr_in addr;
     device_t *devices;
     unsigned long n;
     atomic_ulong next;
-    atomic_int stop;    /* time is up */
-    atomic_int running; /* threads still enrolling */
+    atomic_int stop;    /* time is up: start no new device */
+    atomic_int running; /* event loops still enrolling */
     int retry;          /* retry what the registrar says to retry */
     atomic_ulong retries;
     atomic_ulong ok, failed, statuses[600];
     double *lat; /* seconds, one per successful enrollment */
     atomic_ulong n_lat;
+    trellis_psa_claims_t claims; /* what every device claims besides its nonce and UEID */
 } run_state;
 
-static int decode_challenge(const char *body, uint8_t *out, size_t size, size_t *len)
+enum { S_IDLE, S_BACKOFF, S_CONNECT, S_HANDSHAKE, S_SEND, S_READ };
+
+typedef struct {
+    int state;
+    int after_send; /* 0: the challenge is asked for, 1: the enrollment */
+    int fd;
+    SSL *ssl;
+    const device_t *d;
+    unsigned long index;
+    double t0;   /* when the device started (retries included) */
+    double wake; /* S_BACKOFF: when to try again */
+    unsigned attempt;
+    int last_status; /* of the attempt before a back-off */
+    unsigned seed;
+    char req[REQ_MAX];
+    size_t req_len;
+    char resp[RESP_MAX + 1];
+    size_t resp_len;
+} slot_t;
+
+typedef struct {
+    pthread_t thread;
+    slot_t *slots;
+    size_t n_slots;
+    unsigned seed;
+} loop_t;
+
+static const char *find_header(const char *head, const char *end, const char *name)
 {
-    const char *p = strstr(body, "\"challenge\":\"");
+    size_t nl = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p != NULL && p < end; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':')
+            return p + 3 + nl;
+    }
+    return NULL;
+}
+
+/* 1 when resp holds a whole response (status and body set), 0 when more is needed, -1 when it
+ * cannot be read. */
+static int response_complete(slot_t *s, int *status, const char **body, size_t *body_len)
+{
+    s->resp[s->resp_len] = '\0';
+    const char *end = strstr(s->resp, "\r\n\r\n");
+    if (end == NULL)
+        return s->resp_len >= RESP_MAX ? -1 : 0;
+    if (strncmp(s->resp, "HTTP/1.", 7) != 0 || s->resp_len < 12)
+        return -1;
+    char *stop = NULL;
+    long code = strtol(s->resp + 9, &stop, 10);
+    if (stop != s->resp + 12 || code < 100 || code > 599)
+        return -1;
+    const char *cl = find_header(s->resp, end, "Content-Length");
+    unsigned long len = 0;
+    if (cl != NULL) {
+        while (*cl == ' ')
+            cl++;
+        len = strtoul(cl, &stop, 10);
+        if (stop == cl)
+            return -1;
+    }
+    size_t head = (size_t)(end - s->resp) + 4;
+    if (len > RESP_MAX - head)
+        return -1;
+    if (s->resp_len < head + len)
+        return 0;
+    s->resp[head + len] = '\0';
+    *status = (int)code;
+    *body = s->resp + head;
+    *body_len = len;
+    return 1;
+}
+
+/* The value of "name":"..." in a JSON object, JSON escapes undone, into out. */
+static int json_string(const char *body, const char *name, char *out, size_t size, size_t *len)
+{
+    char key[40];
+    int kl = snprintf(key, sizeof(key), "\"%s\":\"", name);
+    const char *p = kl > 0 && (size_t)kl < sizeof(key) ? strstr(body, key) : NULL;
+    size_t n = 0;
     if (p == NULL)
         return -1;
-    p += 13;
-    const char *end = strchr(p, '"');
-    if (end == NULL)
-        return -1;
-    return trellis_b64url_decode(p, (size_t)(end - p), out, size, len) == TRELLIS_OK ? 0 : -1;
+    for (p += kl; *p != '"'; p++) {
+        char c = *p;
+        if (c == '\0' || n + 1 >= size)
+            return -1;
+        if (c == '\\') {
+            c = *++p;
+            c = c == 'n' ? '\n' : c == 'r' ? '\r' : c == 't' ? '\t' : c;
+            if (c == '\0' || c == 'u')
+                return -1;
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    *len = n;
+    return 0;
 }
 
-/* One device, start to finish, on a fresh connection. Returns the HTTP status (0: transport). */
-static int enroll_one(const device_t *d)
-{
-    tc_conn_t c;
-    tc_response_t r;
-    uint8_t challenge[256], ev[2048];
-    size_t challenge_len = 0, ev_len = 0;
-    char body[4096], b64[3][2800];
-    size_t n = 0;
-    int status = 0;
+/*
+ * The returned leaf, read with templates that keep its SubjectPublicKeyInfo as encoded (RFC 5280
+ * §4.1): OpenSSL 3.0's d2i_X509 also turns the key into an EVP_PKEY through its decoder framework,
+ * about 0.2 ms on the machines measured, which a device checking its certificate does not need
+ * (it compares the key with its own).
+ */
+typedef struct {
+    X509_ALGOR *algorithm;
+    ASN1_BIT_STRING *public_key;
+} BE_SPKI;
 
-    if (tc_connect(&c, run_state.ctx, "127.0.0.1", run_state.port) != 0)
-        return 0;
-    if (tc_request(&c, "GET", "/v1/challenge", NULL, NULL, 0, &r) != 0)
-        goto out;
-    status = r.status;
-    if (r.status != 200 || decode_challenge(r.body, challenge, sizeof(challenge), &challenge_len)) {
-        tc_response_free(&r);
-        goto out;
+typedef struct {
+    ASN1_INTEGER *version;
+    ASN1_INTEGER *serial;
+    X509_ALGOR *signature;
+    X509_NAME *issuer;
+    X509_VAL *validity;
+    X509_NAME *subject;
+    BE_SPKI *spki;
+    ASN1_BIT_STRING *issuer_uid;
+    ASN1_BIT_STRING *subject_uid;
+    STACK_OF(X509_EXTENSION) * extensions;
+} BE_TBS;
+
+typedef struct {
+    BE_TBS *tbs;
+    X509_ALGOR *signature_algorithm;
+    ASN1_BIT_STRING *signature;
+} BE_CERT;
+
+ASN1_SEQUENCE(BE_SPKI) =
+    {
+        ASN1_SIMPLE(BE_SPKI, algorithm, X509_ALGOR),
+        ASN1_SIMPLE(BE_SPKI, public_key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(BE_SPKI)
+
+        ASN1_SEQUENCE(BE_TBS) =
+            {
+                ASN1_EXP_OPT(BE_TBS, version, ASN1_INTEGER, 0),
+                ASN1_SIMPLE(BE_TBS, serial, ASN1_INTEGER),
+                ASN1_SIMPLE(BE_TBS, signature, X509_ALGOR),
+                ASN1_SIMPLE(BE_TBS, issuer, X509_NAME),
+                ASN1_SIMPLE(BE_TBS, validity, X509_VAL),
+                ASN1_SIMPLE(BE_TBS, subject, X509_NAME),
+                ASN1_SIMPLE(BE_TBS, spki, BE_SPKI),
+                ASN1_IMP_OPT(BE_TBS, issuer_uid, ASN1_BIT_STRING, 1),
+                ASN1_IMP_OPT(BE_TBS, subject_uid, ASN1_BIT_STRING, 2),
+                ASN1_EXP_SEQUENCE_OF_OPT(BE_TBS, extensions, X509_EXTENSION, 3),
+} static_ASN1_SEQUENCE_END(BE_TBS)
+
+                ASN1_SEQUENCE(BE_CERT) =
+                    {
+                        ASN1_SIMPLE(BE_CERT, tbs, BE_TBS),
+                        ASN1_SIMPLE(BE_CERT, signature_algorithm, X509_ALGOR),
+                        ASN1_SIMPLE(BE_CERT, signature, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(BE_CERT)
+
+    /* The DER of the first certificate of a PEM chain (RFC 7468 §2: base64 between the
+     * encapsulation boundaries, lines of 64 characters). */
+    static int first_pem_der(const char *pem, uint8_t *der, size_t size, size_t *len)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
+    char b64[RESP_MAX];
+    size_t n = 0, pad = 0;
+    const char *p = strstr(pem, begin), *q = p != NULL ? strstr(p, end) : NULL;
+    if (q == NULL)
+        return -1;
+    for (p += sizeof(begin) - 1; p < q; p++) {
+        if (*p != '\n' && *p != '\r')
+            b64[n++] = *p;
     }
-    tc_response_free(&r);
-    /* The evidence: a PSA token signed by the RoT, nonce = SHA-256(challenge || CSR). */
-    trellis_psa_claims_t cl;
-    trellis_signer_t s;
-    trellis_psa_claims_init(&cl);
+    if (n == 0 || n % 4 != 0 || (n / 4) * 3 > size)
+        return -1;
+    pad = (b64[n - 1] == '=') + (b64[n - 2] == '=');
+    int got = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)n);
+    if (got < 0 || (size_t)got < pad)
+        return -1;
+    *len = (size_t)got - pad;
+    return 0;
+}
+
+/* What a device does with its answer: the leaf of the returned chain must name it and carry
+ * the operational key its CSR asked for. */
+static int certificate_ok(const slot_t *s, const char *body)
+{
+    char pem[RESP_MAX];
+    uint8_t der[4096];
+    size_t len = 0, der_len = 0;
+    char cn[64];
+    int ok = 0;
+    if (json_string(body, "certificate", pem, sizeof(pem), &len) != 0 ||
+        first_pem_der(pem, der, sizeof(der), &der_len) != 0)
+        return 0;
+    const unsigned char *p = der;
+    BE_CERT *c = (BE_CERT *)ASN1_item_d2i(NULL, &p, (long)der_len, ASN1_ITEM_rptr(BE_CERT));
+    if (c != NULL && p == der + der_len) {
+        const ASN1_BIT_STRING *key = c->tbs->spki->public_key;
+        ok = ASN1_STRING_length(key) == 65 &&
+             memcmp(ASN1_STRING_get0_data(key), s->d->op_point, 65) == 0 &&
+             X509_NAME_get_text_by_NID(c->tbs->subject, NID_commonName, cn, sizeof(cn)) ==
+                 TRELLIS_PSA_DEVICE_ID_LEN &&
+             strcmp(cn, s->d->id) == 0;
+    }
+    ASN1_item_free((ASN1_VALUE *)c, ASN1_ITEM_rptr(BE_CERT));
+    ERR_clear_error();
+    return ok;
+}
+
+/* The enroll body: the evidence, a PSA token signed by the RoT over
+ * nonce = SHA-256(challenge || CSR). */
+static int build_enroll(slot_t *s, const uint8_t *challenge, size_t challenge_len)
+{
+    const device_t *d = s->d;
+    trellis_psa_claims_t cl = run_state.claims;
+    trellis_signer_t signer;
+    uint8_t ev[2048];
+    size_t ev_len = 0, n = 0;
+    char ev_b64[2800], ch_b64[128];
+
     trellis_sha256_two(challenge, challenge_len, d->csr, d->csr_len, cl.nonce);
     cl.nonce_len = 32;
-    cl.has_instance_id = true;
-    trellis_psa_ueid_from_point(d->point, cl.instance_id);
-    cl.has_implementation_id = true;
-    memset(cl.implementation_id, 0x11, sizeof(cl.implementation_id));
-    cl.has_client_id = true;
-    cl.client_id = -1;
-    cl.has_lifecycle = true;
-    cl.lifecycle = TRELLIS_PSA_LIFECYCLE_SECURED;
-    cl.boot_seed_len = 32;
-    memset(cl.boot_seed, 0x22, 32);
-    cl.sw_component_count = 1;
-    cl.sw_components[0].measurement_value_len = 32;
-    memset(cl.sw_components[0].measurement_value, 0x33, 32);
-    trellis_signer_from_pkey(d->rot, &s);
-    if (trellis_psa_token_encode(&cl, NULL, 0, &s, ev, sizeof(ev), &ev_len, NULL) != TRELLIS_OK)
-        goto out;
-    trellis_b64url_encode(d->csr, d->csr_len, b64[0], sizeof(b64[0]), &n);
-    trellis_b64url_encode(ev, ev_len, b64[1], sizeof(b64[1]), &n);
-    trellis_b64url_encode(challenge, challenge_len, b64[2], sizeof(b64[2]), &n);
-    int len =
+    memcpy(cl.instance_id, d->ueid, sizeof(cl.instance_id));
+    if (trellis_signer_from_pkey(d->rot, &signer) != TRELLIS_OK ||
+        trellis_psa_token_encode(&cl, NULL, 0, &signer, ev, sizeof(ev), &ev_len, NULL) !=
+            TRELLIS_OK ||
+        trellis_b64url_encode(ev, ev_len, ev_b64, sizeof(ev_b64), &n) != TRELLIS_OK ||
+        trellis_b64url_encode(challenge, challenge_len, ch_b64, sizeof(ch_b64), &n) != TRELLIS_OK)
+        return -1;
+    char body[REQ_MAX];
+    int bl =
         snprintf(body, sizeof(body), "{\"csr\":\"%s\",\"evidence\":\"%s\",\"challenge\":\"%s\"}",
-                 b64[0], b64[1], b64[2]);
-    status = 0;
-    if (tc_request(&c, "POST", "/v1/enroll", "application/json", body, (size_t)len, &r) != 0)
-        goto out;
-    status = r.status;
-    tc_response_free(&r);
-out:
-    tc_close(&c);
-    return status;
+                 d->csr_b64, ev_b64, ch_b64);
+    if (bl < 0 || (size_t)bl >= sizeof(body))
+        return -1;
+    int rl = snprintf(s->req, sizeof(s->req),
+                      "POST /v1/enroll HTTP/1.1\r\nHost: registrar\r\nContent-Type: "
+                      "application/json\r\nContent-Length: %d\r\n\r\n%s",
+                      bl, body);
+    if (rl < 0 || (size_t)rl >= sizeof(s->req))
+        return -1;
+    s->req_len = (size_t)rl;
+    return 0;
 }
 
-/* A device told to come back later (429, 503, or the connection closed at once) waits and
- * tries again with a fresh challenge, as the device agent does: 50 ms doubling to 1 s, with
- * jitter so that a crowd spreads out. */
+static void slot_close(slot_t *s)
+{
+    if (s->ssl != NULL) {
+        /* A polite close (close_notify), as a device ends its session; not waited for. */
+        SSL_shutdown(s->ssl);
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    ERR_clear_error();
+}
+
 static int retryable(int status)
 {
     return status == 0 || status == 429 || status == 503;
 }
 
-static void backoff(unsigned attempt, unsigned *seed)
+/* A device told to come back later (429, 503, or the connection closed at once) waits and
+ * tries again with a fresh challenge, as the device agent does: 50 ms doubling to 1 s, with
+ * jitter so that a crowd spreads out. */
+static double backoff_s(unsigned attempt, unsigned *seed)
 {
     unsigned ms = attempt >= 5 ? 1000 : 50u << attempt;
     ms = ms / 2 + (unsigned)rand_r(seed) % (ms / 2 + 1);
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    return (double)ms / 1e3;
 }
 
-static void *run_thread(void *arg)
+/* The device is done: counted with the status of its last attempt. */
+static void slot_finish(slot_t *s, int status)
 {
-    unsigned seed = (unsigned)(uintptr_t)arg;
-    while (!atomic_load(&run_state.stop)) {
-        unsigned long i = atomic_fetch_add(&run_state.next, 1);
-        if (i >= run_state.n)
+    double dt = now_s() - s->t0;
+    if (status >= 0 && status < 600)
+        atomic_fetch_add(&run_state.statuses[status], 1);
+    if (status == 201) {
+        atomic_fetch_add(&run_state.ok, 1);
+        unsigned long k = atomic_fetch_add(&run_state.n_lat, 1);
+        if (k < LAT_MAX)
+            run_state.lat[k] = dt;
+    } else {
+        atomic_fetch_add(&run_state.failed, 1);
+    }
+    s->state = S_IDLE;
+}
+
+/* The device's attempt ended with status (0: transport). */
+static void slot_end(slot_t *s, int status)
+{
+    slot_close(s);
+    if (run_state.retry && retryable(status) && !atomic_load(&run_state.stop)) {
+        atomic_fetch_add(&run_state.retries, 1);
+        s->wake = now_s() + backoff_s(s->attempt++, &s->seed);
+        s->last_status = status;
+        s->state = S_BACKOFF;
+        return;
+    }
+    slot_finish(s, status);
+}
+
+/* Opens the device's connection; the TLS handshake follows once it is up. */
+static void slot_connect(slot_t *s, int ep)
+{
+    int one = 1;
+    s->resp_len = 0;
+    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        slot_end(s, 0);
+        return;
+    }
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(s->fd, (const struct sockaddr *)&run_state.addr, sizeof(run_state.addr)) != 0 &&
+        errno != EINPROGRESS) {
+        slot_end(s, 0);
+        return;
+    }
+    /* Edge-triggered, both directions, registered once: the socket reports when it is
+     * connected (writable) and whenever data arrives, and the state machine always runs until
+     * OpenSSL wants more, which is what edge triggering needs. */
+    s->state = S_CONNECT;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = s};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) != 0)
+        slot_end(s, 0);
+}
+
+/* Takes the next device, or leaves the slot idle when none is left or time is up. */
+static void slot_start(slot_t *s, int ep)
+{
+    if (atomic_load(&run_state.stop))
+        return;
+    unsigned long i = atomic_fetch_add(&run_state.next, 1);
+    if (i >= run_state.n)
+        return;
+    s->index = i;
+    s->d = &run_state.devices[i];
+    s->attempt = 0;
+    s->t0 = now_s();
+    slot_connect(s, ep);
+}
+
+/* Advances the device's conversation as far as its socket allows. */
+static void slot_step(slot_t *s)
+{
+    for (;;) {
+        switch (s->state) {
+        case S_CONNECT: {
+            int soerr = 0;
+            socklen_t sl = sizeof(soerr);
+            if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+                slot_end(s, 0);
+                return;
+            }
+            s->ssl = SSL_new(run_state.ctx);
+            if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
+                slot_end(s, 0);
+                return;
+            }
+            SSL_set_connect_state(s->ssl);
+            s->state = S_HANDSHAKE;
             break;
-        double t0 = now_s();
-        int status = enroll_one(&run_state.devices[i]);
-        for (unsigned attempt = 0;
-             run_state.retry && retryable(status) && !atomic_load(&run_state.stop); attempt++) {
-            atomic_fetch_add(&run_state.retries, 1);
-            backoff(attempt, &seed);
-            status = enroll_one(&run_state.devices[i]);
         }
-        double dt = now_s() - t0;
-        if (status >= 0 && status < 600)
-            atomic_fetch_add(&run_state.statuses[status], 1);
-        if (status == 201) {
-            atomic_fetch_add(&run_state.ok, 1);
-            unsigned long k = atomic_fetch_add(&run_state.n_lat, 1);
-            if (k < LAT_MAX)
-                run_state.lat[k] = dt;
-        } else {
-            atomic_fetch_add(&run_state.failed, 1);
+        case S_HANDSHAKE: {
+            int rc = SSL_do_handshake(s->ssl);
+            if (rc != 1) {
+                int e = SSL_get_error(s->ssl, rc);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    slot_end(s, 0);
+                return;
+            }
+            int n = snprintf(s->req, sizeof(s->req),
+                             "GET /v1/challenge HTTP/1.1\r\nHost: registrar\r\n\r\n");
+            s->req_len = (size_t)n;
+            s->after_send = 0;
+            s->state = S_SEND;
+            break;
+        }
+        case S_SEND: {
+            int rc = SSL_write(s->ssl, s->req, (int)s->req_len);
+            if (rc <= 0) {
+                int e = SSL_get_error(s->ssl, rc);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    slot_end(s, 0);
+                return;
+            }
+            s->resp_len = 0;
+            s->state = S_READ;
+            break;
+        }
+        case S_READ: {
+            int rc = SSL_read(s->ssl, s->resp + s->resp_len, (int)(RESP_MAX - s->resp_len));
+            if (rc <= 0) {
+                int e = SSL_get_error(s->ssl, rc);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    slot_end(s, 0);
+                return;
+            }
+            s->resp_len += (size_t)rc;
+            int status = 0;
+            const char *body = NULL;
+            size_t body_len = 0;
+            int done = response_complete(s, &status, &body, &body_len);
+            if (done < 0) {
+                slot_end(s, 0);
+                return;
+            }
+            if (done == 0)
+                break;
+            if (s->after_send == 1) {
+                slot_end(s, status == 201 && !certificate_ok(s, body) ? STATUS_BAD_CERT : status);
+                return;
+            }
+            char text[128];
+            uint8_t challenge[96];
+            size_t tl = 0, cl = 0;
+            if (status != 200) {
+                slot_end(s, status);
+                return;
+            }
+            if (json_string(body, "challenge", text, sizeof(text), &tl) != 0 ||
+                trellis_b64url_decode(text, tl, challenge, sizeof(challenge), &cl) != TRELLIS_OK ||
+                build_enroll(s, challenge, cl) != 0) {
+                slot_end(s, STATUS_BAD_CHALLENGE);
+                return;
+            }
+            s->after_send = 1;
+            s->state = S_SEND;
+            break;
+        }
+        default:
+            return;
         }
     }
+}
+
+static void *loop_thread(void *arg)
+{
+    loop_t *l = arg;
+    struct epoll_event evs[64];
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) {
+        atomic_fetch_sub(&run_state.running, 1);
+        return NULL;
+    }
+    for (size_t i = 0; i < l->n_slots; i++) {
+        l->slots[i].fd = -1;
+        l->slots[i].seed = l->seed + (unsigned)i;
+        slot_start(&l->slots[i], ep);
+    }
+    for (;;) {
+        /* Devices waiting out a back-off, and slots whose device is done, are looked at here;
+         * everything else wakes on its socket. */
+        double now = now_s(), next_wake = now + 0.02;
+        size_t busy = 0;
+        for (size_t i = 0; i < l->n_slots; i++) {
+            slot_t *s = &l->slots[i];
+            if (s->state == S_BACKOFF && atomic_load(&run_state.stop))
+                slot_finish(s, s->last_status);
+            if (s->state == S_BACKOFF && s->wake <= now)
+                slot_connect(s, ep);
+            if (s->state == S_IDLE)
+                slot_start(s, ep);
+            if (s->state == S_BACKOFF && s->wake < next_wake)
+                next_wake = s->wake;
+            busy += s->state != S_IDLE;
+        }
+        if (busy == 0)
+            break;
+        int ms = (int)((next_wake - now) * 1e3) + 1;
+        int n = epoll_wait(ep, evs, 64, ms < 1 ? 1 : ms);
+        for (int i = 0; i < n; i++) {
+            slot_t *s = evs[i].data.ptr;
+            slot_step(s);
+            if (s->state == S_IDLE)
+                slot_start(s, ep);
+        }
+    }
+    close(ep);
     atomic_fetch_sub(&run_state.running, 1);
     return NULL;
 }
@@ -361,6 +764,17 @@ typedef struct {
     atomic_int failed;
 } prep_t;
 
+/* The operational key as the uncompressed point its certificate will carry. */
+static int op_point_of(const EVP_PKEY *op, uint8_t point[65])
+{
+    size_t len = 0;
+    return EVP_PKEY_get_octet_string_param(op, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, 65,
+                                           &len) == 1 &&
+                   len == 65
+               ? 0
+               : -1;
+}
+
 static void *prep_thread(void *arg)
 {
     prep_t *p = arg;
@@ -370,11 +784,13 @@ static void *prep_thread(void *arg)
             break;
         device_t *d = &run_state.devices[i];
         EVP_PKEY *op = NULL;
-        char id[33];
         d->rot = device_key(p->base, p->first + i, d->point);
-        if (d->rot == NULL || trellis_psa_device_id_from_point(d->point, id) != TRELLIS_OK ||
-            trellis_p256_generate(&op) != TRELLIS_OK ||
-            trellis_csr_build(op, id, d->csr, sizeof(d->csr), &d->csr_len) != TRELLIS_OK)
+        if (d->rot == NULL || trellis_psa_device_id_from_point(d->point, d->id) != TRELLIS_OK ||
+            trellis_psa_ueid_from_point(d->point, d->ueid) != TRELLIS_OK ||
+            trellis_p256_generate(&op) != TRELLIS_OK || op_point_of(op, d->op_point) != 0 ||
+            trellis_csr_build(op, d->id, d->csr, sizeof(d->csr), &d->csr_len) != TRELLIS_OK ||
+            trellis_b64url_encode(d->csr, d->csr_len, d->csr_b64, sizeof(d->csr_b64),
+                                  &d->csr_b64_len) != TRELLIS_OK)
             atomic_store(&p->failed, 1);
         EVP_PKEY_free(op);
     }
@@ -393,34 +809,92 @@ static int number(const char *text, unsigned long max, unsigned long *out)
     return 0;
 }
 
+/*
+ * The devices' TLS: made once. TLS 1.3 only, the registrar's certificate verified against the
+ * pinned CA and its SAN against the address dialled; no session cache, so nothing is ever
+ * stored or resumed (SSL_OP_NO_TICKET too, though it only speaks for TLS 1.2: OpenSSL 3.0's
+ * client always sends psk_key_exchange_modes, so a TLS 1.3 server that issues tickets still
+ * sends them, and they are read and dropped). groups names the key share offered first, the
+ * one the server takes.
+ */
+static SSL_CTX *device_ctx(const char *ca, const char *groups)
+{
+    char list[128]; /* SSL_CTX_set1_groups_list takes a non-const string */
+    int ll = snprintf(list, sizeof(list), "%s", groups);
+    if (ll <= 0 || (size_t)ll >= sizeof(list))
+        return NULL;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL)
+        return NULL;
+    if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+        SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1 ||
+        SSL_CTX_set1_groups_list(ctx, list) != 1 ||
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_CTX_get0_param(ctx), "127.0.0.1") != 1) {
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    return ctx;
+}
+
 static int run(int argc, char **argv)
 {
     const char *ca = arg(argc, argv, "--ca"), *port = arg(argc, argv, "--port");
     const char *keys = arg(argc, argv, "--keys"), *secs = arg(argc, argv, "--seconds");
-    unsigned long i0 = 0, n = 0, threads = 0, port_n = 0;
+    const char *groups = arg(argc, argv, "--groups");
+    unsigned long i0 = 0, n = 0, conc = 0, port_n = 0, nloops = 0;
     BIGNUM *base = keys != NULL ? load_base(keys) : NULL;
     double seconds = secs != NULL ? strtod(secs, NULL) : 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (arg(argc, argv, "--threads") == NULL)
+        nloops = cores < 1 ? 1 : cores > 64 ? 64 : (unsigned long)cores;
     if (ca == NULL || base == NULL || seconds <= 0 || number(port, 65535, &port_n) ||
         number(arg(argc, argv, "--first"), 100000000, &i0) ||
         number(arg(argc, argv, "--devices"), 10000000, &n) || n == 0 ||
-        number(arg(argc, argv, "--concurrency"), 4096, &threads) || threads == 0) {
+        number(arg(argc, argv, "--concurrency"), 4096, &conc) || conc == 0 ||
+        (nloops == 0 && (number(arg(argc, argv, "--threads"), 64, &nloops) || nloops == 0))) {
         fprintf(stderr, "usage: bench_enroll run --ca TRUST.pem --port PORT --keys FILE --first I "
-                        "--devices N --concurrency C --seconds T\n");
+                        "--devices N --concurrency C --seconds T [--retry] [--threads N] "
+                        "[--groups LIST]\n");
         return 2;
     }
+    if (nloops > conc)
+        nloops = conc;
     run_state.retry = has_flag(argc, argv, "--retry");
-    run_state.ctx = tc_ctx_new(ca, NULL, NULL);
-    run_state.port = (uint16_t)port_n;
+    run_state.ctx = device_ctx(ca, groups != NULL ? groups : "X25519:P-256");
+    run_state.addr.sin_family = AF_INET;
+    run_state.addr.sin_port = htons((uint16_t)port_n);
+    run_state.addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     run_state.devices = calloc(n, sizeof(device_t));
     run_state.lat = calloc(LAT_MAX, sizeof(double));
     run_state.n = n;
-    if (run_state.ctx == NULL || run_state.devices == NULL || run_state.lat == NULL)
+    slot_t *slots = calloc(conc, sizeof(slot_t));
+    loop_t *loops = calloc(nloops, sizeof(loop_t));
+    if (run_state.ctx == NULL || run_state.devices == NULL || run_state.lat == NULL ||
+        slots == NULL || loops == NULL)
         return 1;
-    /* Before the clock: every device's RoT key and its CSR (its own operational key), made
-     * on as many threads as there are cores. */
+    /* What every device claims, the same for all of them but the nonce and the UEID. */
+    trellis_psa_claims_t *cl = &run_state.claims;
+    trellis_psa_claims_init(cl);
+    cl->has_instance_id = true;
+    cl->has_implementation_id = true;
+    memset(cl->implementation_id, 0x11, sizeof(cl->implementation_id));
+    cl->has_client_id = true;
+    cl->client_id = -1;
+    cl->has_lifecycle = true;
+    cl->lifecycle = TRELLIS_PSA_LIFECYCLE_SECURED;
+    cl->boot_seed_len = 32;
+    memset(cl->boot_seed, 0x22, 32);
+    cl->sw_component_count = 1;
+    cl->sw_components[0].measurement_value_len = 32;
+    memset(cl->sw_components[0].measurement_value, 0x33, 32);
+    /* Before the clock: every device's RoT key, its operational key and CSR, made on as many
+     * threads as there are cores. */
     prep_t prep = {.base = base, .first = i0, .n = n, .failed = 0};
     atomic_init(&prep.next, 0);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     pthread_t pt[64];
     int np = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     for (int i = 0; i < np; i++)
@@ -429,22 +903,25 @@ static int run(int argc, char **argv)
         pthread_join(pt[i], NULL);
     if (atomic_load(&prep.failed))
         return 1;
-    pthread_t *t = calloc(threads, sizeof(pthread_t));
-    if (t == NULL)
-        return 1;
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     double t0 = now_s();
-    atomic_store(&run_state.running, (int)threads);
-    for (unsigned long i = 0; i < threads; i++)
-        pthread_create(&t[i], NULL, run_thread, (void *)(uintptr_t)(i + 1));
-    while (atomic_load(&run_state.running) > 0 && now_s() - t0 < seconds) {
+    atomic_store(&run_state.running, (int)nloops);
+    for (unsigned long i = 0, given = 0; i < nloops; i++) {
+        size_t share = conc / nloops + (i < conc % nloops ? 1 : 0);
+        loops[i] =
+            (loop_t){.slots = slots + given, .n_slots = share, .seed = (unsigned)(given + 1)};
+        given += share;
+        pthread_create(&loops[i].thread, NULL, loop_thread, &loops[i]);
+    }
+    while (now_s() - t0 < seconds && atomic_load(&run_state.running) > 0) {
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    /* Time is up: devices already under way finish, no new one starts. */
     atomic_store(&run_state.stop, 1);
-    for (unsigned long i = 0; i < threads; i++)
-        pthread_join(t[i], NULL);
+    for (unsigned long i = 0; i < nloops; i++)
+        pthread_join(loops[i].thread, NULL);
     double dt = now_s() - t0;
     getrusage(RUSAGE_SELF, &ru1);
     double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) +
@@ -457,10 +934,11 @@ static int run(int argc, char **argv)
     qsort(run_state.lat, nl, sizeof(double), cmp_double);
     double p50 = nl > 0 ? run_state.lat[nl / 2] : 0,
            p99 = nl > 0 ? run_state.lat[nl * 99 / 100] : 0;
-    printf("{\"concurrency\":%lu,\"seconds\":%.2f,\"enrollments\":%lu,\"per_second\":%.0f,"
-           "\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"failed\":%lu,\"used_devices\":%lu,"
-           "\"client_cpu_us\":%.0f,\"retries\":%lu,\"statuses\":{",
-           threads, dt, ok, (double)ok / dt, p50 * 1e3, p99 * 1e3, atomic_load(&run_state.failed),
+    printf("{\"concurrency\":%lu,\"threads\":%lu,\"seconds\":%.2f,\"enrollments\":%lu,"
+           "\"per_second\":%.0f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"failed\":%lu,"
+           "\"used_devices\":%lu,\"client_cpu_us\":%.0f,\"retries\":%lu,\"statuses\":{",
+           conc, nloops, dt, ok, (double)ok / dt, p50 * 1e3, p99 * 1e3,
+           atomic_load(&run_state.failed),
            atomic_load(&run_state.next) < n ? atomic_load(&run_state.next) : n,
            ok > 0 ? cpu * 1e6 / (double)ok : 0.0, atomic_load(&run_state.retries));
     int firstk = 1;
@@ -476,7 +954,8 @@ static int run(int argc, char **argv)
         EVP_PKEY_free(run_state.devices[i].rot);
     free(run_state.devices);
     free(run_state.lat);
-    free(t);
+    free(slots);
+    free(loops);
     SSL_CTX_free(run_state.ctx);
     BN_free(base);
     return 0;

@@ -44,6 +44,7 @@ struct tr__reg_ca {
     size_t ca_pem_len;
     char *chain_pem; /* intermediate + root: GET /v1/ca */
     size_t chain_pem_len;
+    EVP_MD *sha256; /* fetched once: EVP_sha256() is looked up again on every use */
 };
 
 static char *pem_of(X509 *const *certs, size_t n, size_t *len)
@@ -177,6 +178,9 @@ trellis_err_t tr__reg_ca_load(const char *key_path, const char *cert_path, const
         goto out;
     }
     err = TRELLIS_ERR_NOMEM;
+    ca->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (ca->sha256 == NULL)
+        goto out;
     X509 *chain[2] = {ca->cert, ca->root};
     ca->ca_pem = pem_of(chain, 1, &ca->ca_pem_len);
     ca->chain_pem = pem_of(chain, 2, &ca->chain_pem_len);
@@ -200,6 +204,7 @@ void tr__reg_ca_free(tr__reg_ca_t *ca)
     X509_EXTENSION_free(ca->ext_ku);
     X509_EXTENSION_free(ca->ext_eku);
     X509_EXTENSION_free(ca->ext_aki);
+    EVP_MD_free(ca->sha256);
     free(ca->ca_pem);
     free(ca->chain_pem);
     X509_free(ca->root);
@@ -328,15 +333,15 @@ static trellis_err_t set_spki(X509 *cert, const uint8_t point[static 65])
     return TRELLIS_OK;
 }
 
-trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t *plan,
-                               const char *device_id, const uint8_t point[static 65], X509 **out)
+/* The device certificate of plan, complete but for its signature. */
+static trellis_err_t build_unsigned(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t *plan,
+                                    const char *device_id, const uint8_t point[static 65],
+                                    X509 **out)
 {
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
     X509 *cert = NULL;
     BIGNUM *bn = NULL;
 
-    if (out == NULL)
-        return TRELLIS_ERR_INVALID_ARG;
     *out = NULL;
     if (ca == NULL || plan == NULL || !trellis_rstore_hex32_valid(device_id) || point[0] != 0x04)
         return TRELLIS_ERR_INVALID_ARG;
@@ -350,10 +355,10 @@ trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t
     if (X509_set_version(cert, X509_VERSION_3) != 1 ||
         BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert)) == NULL ||
         X509_set_issuer_name(cert, X509_get_subject_name(ca->cert)) != 1 ||
-        X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_ASC, (const unsigned char *)ca->oem, -1,
-                                   -1, 0) != 1 ||
-        X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC, (const unsigned char *)device_id,
-                                   -1, -1, 0) != 1)
+        X509_NAME_add_entry_by_NID(subject, NID_organizationName, MBSTRING_ASC,
+                                   (const unsigned char *)ca->oem, -1, -1, 0) != 1 ||
+        X509_NAME_add_entry_by_NID(subject, NID_commonName, MBSTRING_ASC,
+                                   (const unsigned char *)device_id, -1, -1, 0) != 1)
         goto out;
     err = set_spki(cert, point);
     if (err != TRELLIS_OK)
@@ -376,6 +381,27 @@ trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t
     err = add_san_uri(cert, device_id);
     if (err != TRELLIS_OK)
         goto out;
+    *out = cert;
+    cert = NULL;
+    err = TRELLIS_OK;
+out:
+    BN_free(bn);
+    X509_free(cert);
+    return err;
+}
+
+trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t *plan,
+                               const char *device_id, const uint8_t point[static 65], X509 **out)
+{
+    trellis_err_t err = TRELLIS_ERR_INTERNAL;
+    X509 *cert = NULL;
+
+    if (out == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    *out = NULL;
+    err = build_unsigned(ca, plan, device_id, point, &cert);
+    if (err != TRELLIS_OK)
+        goto out;
     err = TRELLIS_ERR_CRYPTO;
     if (X509_sign(cert, ca->key, EVP_sha256()) <= 0)
         goto out;
@@ -383,7 +409,155 @@ trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t
     cert = NULL;
     err = TRELLIS_OK;
 out:
-    BN_free(bn);
+    X509_free(cert);
+    ERR_clear_error();
+    return err;
+}
+
+trellis_err_t tr__reg_ca_signer_new(const tr__reg_ca_t *ca, EVP_PKEY_CTX **out)
+{
+    trellis_err_t err = TRELLIS_ERR_NOMEM;
+    EVP_PKEY_CTX *ctx = NULL;
+
+    if (out == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    *out = NULL;
+    if (ca == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, ca->key, NULL);
+    if (ctx == NULL)
+        goto out;
+    err = TRELLIS_ERR_CRYPTO;
+    if (EVP_PKEY_sign_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, ca->sha256) != 1)
+        goto out;
+    *out = ctx;
+    ctx = NULL;
+    err = TRELLIS_OK;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return err;
+}
+
+/* X.690 §8.1.2-8.1.3: a tag and a definite length (in the short form below 128, else long). */
+static size_t der_header(uint8_t *out, uint8_t tag, size_t len)
+{
+    size_t n = 0;
+    out[n++] = tag;
+    if (len < 0x80) {
+        out[n++] = (uint8_t)len;
+    } else if (len < 0x100) {
+        out[n++] = 0x81;
+        out[n++] = (uint8_t)len;
+    } else {
+        out[n++] = 0x82;
+        out[n++] = (uint8_t)(len >> 8);
+        out[n++] = (uint8_t)len;
+    }
+    return n;
+}
+
+/* RFC 7468 §2: "-----BEGIN CERTIFICATE-----", the base64 of der in lines of 64 characters,
+ * "-----END CERTIFICATE-----", each line ending in a newline (what PEM_write_bio_X509 writes). */
+static size_t pem_encode(const uint8_t *der, size_t len, char *out)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----\n";
+    static const char end[] = "-----END CERTIFICATE-----\n";
+    size_t n = sizeof(begin) - 1;
+    memcpy(out, begin, n);
+    for (size_t off = 0; off < len; off += 48) {
+        size_t chunk = len - off < 48 ? len - off : 48;
+        n += (size_t)EVP_EncodeBlock((unsigned char *)out + n, der + off, (int)chunk);
+        out[n++] = '\n';
+    }
+    memcpy(out + n, end, sizeof(end) - 1);
+    return n + sizeof(end) - 1;
+}
+
+#define TBS_MAX  2048
+#define CERT_MAX (TBS_MAX + 128)
+
+/*
+ * RFC 5280 §4.1.1: Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+ * signatureValue BIT STRING }, put together here rather than by X509_sign, which fetches the
+ * digest and the signature implementation and makes a signing context on every call: the TBS
+ * is encoded by OpenSSL, hashed with the SHA-256 fetched at load, and signed with the caller's
+ * long-lived context.
+ */
+trellis_err_t tr__reg_ca_issue_chain_pem(const tr__reg_ca_t *ca, EVP_PKEY_CTX *signer,
+                                         const tr__reg_cert_plan_t *plan, const char *device_id,
+                                         const uint8_t point[static 65], char **out, size_t *len)
+{
+    /* RFC 5758 §3.2: ecdsa-with-SHA256 (1.2.840.10045.4.3.2), parameters absent. */
+    static const uint8_t ALG[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                  0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
+    trellis_err_t err = TRELLIS_ERR_INTERNAL;
+    X509 *cert = NULL;
+    EVP_PKEY_CTX *own = NULL;
+    unsigned char *tbs = NULL;
+    uint8_t digest[32], sig[80], der[CERT_MAX], head[8], sig_head[8];
+    size_t sig_len = sizeof(sig);
+    char *text = NULL;
+
+    if (out == NULL || len == NULL)
+        return TRELLIS_ERR_INVALID_ARG;
+    *out = NULL;
+    *len = 0;
+    err = build_unsigned(ca, plan, device_id, point, &cert);
+    if (err != TRELLIS_OK)
+        goto out;
+    if (signer == NULL) {
+        err = tr__reg_ca_signer_new(ca, &own);
+        if (err != TRELLIS_OK)
+            goto out;
+        signer = own;
+    }
+    err = TRELLIS_ERR_CRYPTO;
+    union {
+        const X509_ALGOR *c;
+        X509_ALGOR *m;
+    } tbs_alg = {.c = X509_get0_tbs_sigalg(cert)};
+    if (X509_ALGOR_set0(tbs_alg.m, OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, NULL) != 1)
+        goto out;
+    int tbs_len = i2d_re_X509_tbs(cert, &tbs);
+    if (tbs_len <= 0 || tbs_len > TBS_MAX ||
+        EVP_Digest(tbs, (size_t)tbs_len, digest, NULL, ca->sha256, NULL) != 1 ||
+        EVP_PKEY_sign(signer, sig, &sig_len, digest, sizeof(digest)) != 1)
+        goto out;
+    /* signatureValue: the DER ECDSA-Sig-Value in a BIT STRING with no unused bits. */
+    size_t sig_head_len = der_header(sig_head, 0x03, sig_len + 1);
+    sig_head[sig_head_len++] = 0x00;
+    size_t body = (size_t)tbs_len + sizeof(ALG) + sig_head_len + sig_len;
+    size_t head_len = der_header(head, 0x30, body);
+    size_t n = 0;
+    memcpy(der + n, head, head_len);
+    n += head_len;
+    memcpy(der + n, tbs, (size_t)tbs_len);
+    n += (size_t)tbs_len;
+    memcpy(der + n, ALG, sizeof(ALG));
+    n += sizeof(ALG);
+    memcpy(der + n, sig_head, sig_head_len);
+    n += sig_head_len;
+    memcpy(der + n, sig, sig_len);
+    n += sig_len;
+    err = TRELLIS_ERR_NOMEM;
+    /* 64 characters and a newline for every 48 bytes, plus the two boundary lines. */
+    size_t pem_max = (n + 47) / 48 * 65 + 64;
+    text = malloc(pem_max + ca->ca_pem_len + 1);
+    if (text == NULL)
+        goto out;
+    /* Leaf first, then its issuer, as TLS sends a chain (the root is the peer's anchor). */
+    size_t leaf_len = pem_encode(der, n, text);
+    memcpy(text + leaf_len, ca->ca_pem, ca->ca_pem_len);
+    text[leaf_len + ca->ca_pem_len] = '\0';
+    *out = text;
+    *len = leaf_len + ca->ca_pem_len;
+    text = NULL;
+    err = TRELLIS_OK;
+out:
+    free(text);
+    OPENSSL_free(tbs);
+    EVP_PKEY_CTX_free(own);
     X509_free(cert);
     ERR_clear_error();
     return err;

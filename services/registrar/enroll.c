@@ -29,7 +29,6 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <jansson.h>
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -209,30 +208,87 @@ static void audit_verdict(flow_t *f, trellis_err_t err)
 
 /* ---- the last step: sign and answer ---- */
 
+/* RFC 3339 §5.6 in UTC: "2026-11-25T13:00:00Z", from digits rather than strftime. */
+static void rfc3339(int64_t t, char out[static 21])
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    gmtime_r(&tt, &tm);
+    int v[6] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    static const char sep[6] = {'-', '-', 'T', ':', ':', 'Z'};
+    size_t n = 0;
+    for (int i = 0; i < 6; i++) {
+        int digits = i == 0 ? 4 : 2, x = v[i];
+        for (int d = digits - 1; d >= 0; d--, x /= 10)
+            out[n + (size_t)d] = (char)('0' + x % 10);
+        n += (size_t)digits;
+        out[n++] = sep[i];
+    }
+    out[n] = '\0';
+}
+
+/*
+ * The 201 body {"device_id", "certificate", "not_after"} (design.md §3), written directly: its
+ * only free text is the PEM chain, whose newlines are the one thing JSON needs escaped
+ * (RFC 8259 §7; anything else below 0x20, a quote or a backslash is escaped too, though PEM has
+ * none). A new NUL-terminated buffer (free()).
+ */
+static char *answer_body(const char *device_id, const char *pem, size_t pem_len,
+                         const char *not_after, size_t *len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t max = 96 + strlen(device_id) + strlen(not_after) + pem_len * 6;
+    char *out = malloc(max);
+    if (out == NULL)
+        return NULL;
+    int n = snprintf(out, max, "{\"device_id\":\"%s\",\"certificate\":\"", device_id);
+    if (n < 0 || (size_t)n >= max) {
+        free(out);
+        return NULL;
+    }
+    size_t k = (size_t)n;
+    for (size_t i = 0; i < pem_len; i++) {
+        unsigned char c = (unsigned char)pem[i];
+        if (c == '\n') {
+            out[k++] = '\\';
+            out[k++] = 'n';
+        } else if (c < 0x20 || c == '"' || c == '\\') {
+            out[k++] = '\\';
+            out[k++] = 'u';
+            out[k++] = '0';
+            out[k++] = '0';
+            out[k++] = hex[c >> 4];
+            out[k++] = hex[c & 15];
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    n = snprintf(out + k, max - k, "\",\"not_after\":\"%s\"}", not_after);
+    if (n < 0 || (size_t)n >= max - k) {
+        free(out);
+        return NULL;
+    }
+    *len = k + (size_t)n;
+    return out;
+}
+
 static void answer(flow_t *f)
 {
     trellis_registrar_t *r = f->r;
-    X509 *cert = NULL;
-    char *pem = NULL;
-    size_t pem_len = 0;
-    json_t *o = NULL;
-    char not_after[32];
-    struct tm tm;
-    time_t t = (time_t)f->plan.not_after;
+    char *pem = NULL, *body = NULL;
+    size_t pem_len = 0, body_len = 0;
+    char not_after[21];
 
     /* The enrollment is committed: only now does the certificate come to exist. */
-    trellis_err_t err = tr__reg_ca_issue(r->ca, &f->plan, f->in.device_id, f->in.csr.point, &cert);
-    if (err == TRELLIS_OK)
-        err = tr__reg_ca_leaf_chain_pem(r->ca, cert, &pem, &pem_len);
+    trellis_err_t err = tr__reg_ca_issue_chain_pem(
+        r->ca, f->w->ca_signer, &f->plan, f->in.device_id, f->in.csr.point, &pem, &pem_len);
     if (err != TRELLIS_OK) {
         flow_fail(f, TRELLIS_ERR_UNAVAILABLE, "the certificate could not be signed; retry");
         goto out;
     }
-    gmtime_r(&t, &tm);
-    strftime(not_after, sizeof(not_after), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    o = json_pack("{s:s, s:s%, s:s}", "device_id", f->in.device_id, "certificate", pem, pem_len,
-                  "not_after", not_after);
-    if (o == NULL) {
+    rfc3339(f->plan.not_after, not_after);
+    body = answer_body(f->in.device_id, pem, pem_len, not_after, &body_len);
+    if (body == NULL) {
         flow_fail(f, TRELLIS_ERR_NOMEM, NULL);
         goto out;
     }
@@ -248,13 +304,12 @@ static void answer(flow_t *f)
                 TRELLIS_KV_STR("serial", f->plan.serial_hex), TRELLIS_KV_STR("peer", f->peer),
                 TRELLIS_KV_INT("replaced", f->op.replaced),
                 TRELLIS_KV_INT("revoked_certs", (long long)f->op.revoked_certs));
-    trellis_http_respond_json(f->req, 201, o);
+    trellis_http_respond_json_text(f->req, 201, body, body_len);
     f->req = NULL;
     flow_free(f);
 out:
-    json_decref(o);
+    free(body);
     free(pem);
-    X509_free(cert);
 }
 
 static void after_record(flow_t *f)

@@ -101,6 +101,17 @@ trellis_err_t tr__reg_ca_issue(const tr__reg_ca_t *ca, const tr__reg_cert_plan_t
 trellis_err_t tr__reg_ca_leaf_chain_pem(const tr__reg_ca_t *ca, X509 *leaf, char **out,
                                         size_t *len);
 
+/* A signing context on the device CA's key for one thread at a time (a worker keeps one for
+ * its life), freed with EVP_PKEY_CTX_free. */
+trellis_err_t tr__reg_ca_signer_new(const tr__reg_ca_t *ca, EVP_PKEY_CTX **out);
+
+/* The enrollment's answer in one step: the certificate tr__reg_ca_issue would sign (the same
+ * TBSCertificate), signed with signer (tr__reg_ca_signer_new; NULL: one made for this call),
+ * then the device CA, as PEM in a new NUL-terminated buffer (free()). */
+trellis_err_t tr__reg_ca_issue_chain_pem(const tr__reg_ca_t *ca, EVP_PKEY_CTX *signer,
+                                         const tr__reg_cert_plan_t *plan, const char *device_id,
+                                         const uint8_t point[static 65], char **out, size_t *len);
+
 typedef struct tr__reg_crl tr__reg_crl_t;
 
 trellis_err_t tr__reg_crl_new(const tr__reg_ca_t *ca, uint64_t number, int64_t this_update,
@@ -333,13 +344,14 @@ struct trellis_registrar {
     atomic_int crl_dirty;
 };
 
-/* One per worker thread: its event loop, its client to the verifier on that loop, and its own
- * registry connection for reads (writes go through the writer). */
+/* One per worker thread: its event loop, its client to the verifier on that loop, its own
+ * registry connection for reads (writes go through the writer), and its signing context. */
 typedef struct {
     struct trellis_registrar *r;
     struct event_base *base;
     struct trellis_http_client *verifier;
     trellis_rstore_t *store;
+    EVP_PKEY_CTX *ca_signer; /* the device CA's key, ready to sign */
 } tr__reg_worker_t;
 
 void tr__reg_handle_challenge(struct trellis_http_request *req, void *app);

@@ -61,7 +61,10 @@ static trellis_err_t worker_init(void *app, unsigned index, struct event_base *b
         return err;
     }
     err = trellis_registrar_open_store(&r->cfg, &w->store, &why);
+    if (err == TRELLIS_OK)
+        err = tr__reg_ca_signer_new(r->ca, &w->ca_signer);
     if (err != TRELLIS_OK) {
+        trellis_rstore_close(w->store);
         trellis_http_client_free(w->verifier);
         free(w);
         return err;
@@ -79,6 +82,7 @@ static void worker_fini(void *app, unsigned index, void *ctx)
     (void)index;
     if (w == NULL)
         return;
+    EVP_PKEY_CTX_free(w->ca_signer);
     trellis_http_client_free(w->verifier);
     trellis_rstore_close(w->store);
     free(w);

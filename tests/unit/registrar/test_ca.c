@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
@@ -301,6 +302,94 @@ static void test_certificate_profile(void **state)
     tr__reg_ca_free(ca);
 }
 
+/* The enrollment's one-step issuance signs exactly what tr__reg_ca_issue signs, with a
+ * signing context kept across certificates, and hands out leaf then device CA as PEM. */
+static void test_issue_chain_pem(void **state)
+{
+    rt_env_t *env = *state;
+    tr__reg_ca_t *ca = load_ca(env);
+    rt_device_t d;
+    rt_device_init(&d);
+    tr__reg_cert_plan_t plan;
+    uint8_t point[65];
+    EVP_PKEY_CTX *signer = NULL;
+    X509 *ref = NULL;
+
+    assert_int_equal(trellis_p256_public_point(d.op, point), TRELLIS_OK);
+    assert_int_equal(tr__reg_ca_signer_new(ca, &signer), TRELLIS_OK);
+    assert_non_null(signer);
+    assert_int_equal(tr__reg_ca_plan(ca, (int64_t)time(NULL), 90 * 86400, &plan), TRELLIS_OK);
+    assert_int_equal(tr__reg_ca_issue(ca, &plan, d.id, point, &ref), TRELLIS_OK);
+    unsigned char *ref_tbs = NULL;
+    int ref_len = i2d_re_X509_tbs(ref, &ref_tbs);
+    assert_true(ref_len > 0);
+    for (int round = 0; round < 3; round++) {
+        char *pem = NULL;
+        size_t pem_len = 0;
+        /* Rounds 0 and 1 reuse the signer; round 2 lets the call make its own. */
+        assert_int_equal(tr__reg_ca_issue_chain_pem(ca, round < 2 ? signer : NULL, &plan, d.id,
+                                                    point, &pem, &pem_len),
+                         TRELLIS_OK);
+        assert_int_equal(strlen(pem), pem_len);
+        assert_true(strncmp(pem, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+        BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
+        X509 *leaf = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        X509 *issuer = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        assert_non_null(leaf);
+        assert_non_null(issuer);
+        assert_null(PEM_read_bio_X509(bio, NULL, NULL, NULL));
+        ERR_clear_error();
+        assert_int_equal(X509_cmp(issuer, tr__reg_ca_cert(ca)), 0);
+        /* The same TBSCertificate, byte for byte, and a valid ECDSA-SHA256 signature on it. */
+        unsigned char *tbs = NULL;
+        int tbs_len = i2d_re_X509_tbs(leaf, &tbs);
+        assert_int_equal(tbs_len, ref_len);
+        assert_memory_equal(tbs, ref_tbs, (size_t)ref_len);
+        OPENSSL_free(tbs);
+        assert_int_equal(X509_get_signature_nid(leaf), NID_ecdsa_with_SHA256);
+        assert_int_equal(X509_verify(leaf, X509_get0_pubkey(tr__reg_ca_cert(ca))), 1);
+        /* The PEM is canonical: what PEM_write_bio_X509 writes for the same certificate. */
+        char *again = NULL;
+        size_t again_len = 0;
+        assert_int_equal(tr__reg_ca_leaf_chain_pem(ca, leaf, &again, &again_len), TRELLIS_OK);
+        assert_int_equal(again_len, pem_len);
+        assert_memory_equal(again, pem, pem_len);
+        free(again);
+        X509_free(leaf);
+        X509_free(issuer);
+        BIO_free(bio);
+        free(pem);
+    }
+    /* Refusals leave nothing behind. */
+    char stale = 'x';
+    char *none = &stale; /* set to NULL on refusal */
+    size_t none_len = 7;
+    assert_int_equal(
+        tr__reg_ca_issue_chain_pem(ca, signer, &plan, "not-an-id", point, &none, &none_len),
+        TRELLIS_ERR_INVALID_ARG);
+    assert_null(none);
+    assert_int_equal(none_len, 0);
+    uint8_t compressed[65];
+    memcpy(compressed, point, sizeof(compressed));
+    compressed[0] = 0x02;
+    assert_int_equal(
+        tr__reg_ca_issue_chain_pem(ca, signer, &plan, d.id, compressed, &none, &none_len),
+        TRELLIS_ERR_INVALID_ARG);
+    assert_int_equal(tr__reg_ca_issue_chain_pem(ca, signer, &plan, d.id, point, NULL, &none_len),
+                     TRELLIS_ERR_INVALID_ARG);
+    assert_int_equal(tr__reg_ca_issue_chain_pem(NULL, signer, &plan, d.id, point, &none, &none_len),
+                     TRELLIS_ERR_INVALID_ARG);
+    EVP_PKEY_CTX *no = NULL;
+    assert_int_equal(tr__reg_ca_signer_new(NULL, &no), TRELLIS_ERR_INVALID_ARG);
+    assert_null(no);
+    assert_int_equal(tr__reg_ca_signer_new(ca, NULL), TRELLIS_ERR_INVALID_ARG);
+    OPENSSL_free(ref_tbs);
+    X509_free(ref);
+    EVP_PKEY_CTX_free(signer);
+    rt_device_cleanup(&d);
+    tr__reg_ca_free(ca);
+}
+
 static void test_serials_unique(void **state)
 {
     rt_env_t *env = *state;
@@ -577,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_certificate_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_issue_chain_pem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serials_unique, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_load_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl, setup, teardown),

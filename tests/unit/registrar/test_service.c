@@ -98,6 +98,21 @@ static char *enroll_ok(fixture_t *f, const rt_device_t *d, char serial[33])
     assert_int_equal(strlen(not_after), 20); /* 2026-11-25T13:40:00Z */
     char *pem = strdup(json_string_value(json_object_get(o, "certificate")));
     assert_non_null(pem);
+    {
+        /* not_after is the certificate's own notAfter. */
+        BIO *bio = BIO_new_mem_buf(pem, -1);
+        X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        assert_non_null(cert);
+        time_t na = 0;
+        char text[32];
+        struct tm tm;
+        assert_int_equal(trellis_x509_not_after(cert, &na), TRELLIS_OK);
+        gmtime_r(&na, &tm);
+        strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        assert_string_equal(not_after, text);
+        X509_free(cert);
+        BIO_free(bio);
+    }
     if (serial != NULL) {
         BIO *bio = BIO_new_mem_buf(pem, -1);
         X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);

@@ -1,7 +1,8 @@
 /*
  * The registrar store's SQLite backend: single-use challenges (also across reopening), record
  * first with every refusal, factory reset policies, renewal, revocation and reinstatement, the
- * append-only audit log, batches in which one operation fails, CRL numbering.
+ * append-only audit log, batches in which one operation fails, CRL numbering, registries of the
+ * earlier (WITHOUT ROWID) certificates layout.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -144,14 +145,25 @@ static void test_challenges_single_use(void **state)
     memset(id, 4, sizeof(id));
     assert_int_equal(f->s->challenge_used(f->s->ctx, id, &used), TRELLIS_OK);
     assert_int_equal(used, 1);
-    /* Purged only once expired. */
+    assert_int_equal(counts(f).challenges, 3);
+    /* Purged only once expired: the challenges of failed attempts (1 and 2). The one a recorded
+     * enrollment consumed (4) is held by its certificate row and stays used for good. */
     uint64_t purged = 99;
     assert_int_equal(f->s->challenge_purge(f->s->ctx, (int64_t)time(NULL), &purged), TRELLIS_OK);
     assert_int_equal(purged, 0);
     assert_int_equal(f->s->challenge_purge(f->s->ctx, (int64_t)time(NULL) + 400, &purged),
                      TRELLIS_OK);
-    assert_int_equal(purged, 3);
-    assert_int_equal(counts(f).challenges, 0);
+    assert_int_equal(purged, 2);
+    assert_int_equal(counts(f).challenges, 1);
+    for (uint8_t tag = 1; tag <= 4; tag++) {
+        memset(id, tag, sizeof(id));
+        assert_int_equal(f->s->challenge_used(f->s->ctx, id, &used), TRELLIS_OK);
+        assert_int_equal(used, tag == 4);
+    }
+    again = consume(4);
+    assert_int_equal(apply1(f, &again), TRELLIS_ERR_REPLAYED);
+    rec = enroll(2, 2, 4, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &rec), TRELLIS_ERR_REPLAYED);
 }
 
 static void test_record_and_read(void **state)
@@ -497,6 +509,83 @@ static void test_crl_numbering(void **state)
     assert_int_equal(counts(f).crl_number, 1);
 }
 
+/* The layout of the certificates table ("WITHOUT ROWID" or not) in the registry at path. */
+static int certificates_without_rowid(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int without = -1;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT sql FROM sqlite_master WHERE type = 'table'"
+                                        " AND name = 'certificates'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        without = strstr((const char *)sqlite3_column_text(st, 0), "WITHOUT ROWID") != NULL;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return without;
+}
+
+/* Registries created before certificates became a rowid table keep their WITHOUT ROWID layout,
+ * and everything works on it as on the new one. */
+static void test_earlier_layout(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(certificates_without_rowid(f->path), 0);
+    trellis_rstore_close(f->s);
+    f->s = NULL;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "BEGIN; DROP INDEX certificates_device; DROP INDEX certificates_revoked;"
+            " DROP TABLE certificates;"
+            " CREATE TABLE certificates("
+            " serial TEXT PRIMARY KEY CHECK(length(serial) = 32),"
+            " device_id TEXT NOT NULL REFERENCES devices(device_id),"
+            " public_key BLOB NOT NULL CHECK(length(public_key) = 65),"
+            " not_before INTEGER NOT NULL, not_after INTEGER NOT NULL, issued_ms INTEGER NOT NULL,"
+            " kind INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0,"
+            " revoke_reason INTEGER NOT NULL DEFAULT 0, challenge_id BLOB UNIQUE,"
+            " csr_sha256 BLOB NOT NULL, verdict TEXT NOT NULL, actor TEXT NOT NULL) WITHOUT ROWID;"
+            " CREATE INDEX certificates_device ON certificates(device_id, issued_ms);"
+            " CREATE INDEX certificates_revoked ON certificates(serial, not_after)"
+            " WHERE revoked_ms > 0; COMMIT;",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(certificates_without_rowid(f->path), 1);
+    reopen(f);
+    trellis_rstore_op_t op = enroll(1, 1, 1, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &op), TRELLIS_OK);
+    trellis_rstore_cert_t c;
+    assert_int_equal(f->s->cert_get(f->s->ctx, op.record.serial, &c), TRELLIS_OK);
+    assert_string_equal(c.device_id, op.record.device_id);
+    /* Single use of a recorded challenge, by a record or a consumption, across reopening. */
+    reopen(f);
+    trellis_rstore_op_t again = enroll(2, 2, 1, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &again), TRELLIS_ERR_REPLAYED);
+    trellis_rstore_op_t consumed = consume(1);
+    assert_int_equal(apply1(f, &consumed), TRELLIS_ERR_REPLAYED);
+    trellis_rstore_op_t dup = enroll(3, 1, 3, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &dup), TRELLIS_ERR_EXISTS);
+    /* A factory reset supersedes the first certificate, which the CRL then lists. */
+    trellis_rstore_op_t reset = enroll(1, 4, 4, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &reset), TRELLIS_OK);
+    assert_int_equal(reset.replaced, 1);
+    assert_int_equal(reset.revoked_certs, 1);
+    assert_int_equal(f->s->cert_get(f->s->ctx, op.record.serial, &c), TRELLIS_OK);
+    assert_true(c.revoked_ms > 0);
+    trellis_rstore_counts_t n = counts(f);
+    assert_int_equal(n.certificates, 2);
+    assert_int_equal(n.revoked_certificates, 1);
+    assert_int_equal(n.challenges, 2);
+    assert_int_equal(certificates_without_rowid(f->path), 1);
+}
+
 static void test_open_refusals(void **state)
 {
     fixture_t *f = *state;
@@ -560,6 +649,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_append_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_device_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crl_numbering, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_earlier_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refusals, setup, teardown),
         cmocka_unit_test(test_helpers),
     };
