@@ -98,6 +98,10 @@ enum {
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_SYNC_FULL,
+    ST_SYNC_NORMAL,
     ST_COUNT
 };
 
@@ -149,6 +153,11 @@ static const char *const STMT_SQL[ST_COUNT] = {
     [ST_SAVEPOINT] = "SAVEPOINT rec",
     [ST_RELEASE] = "RELEASE rec",
     [ST_ROLLBACK_TO] = "ROLLBACK TO rec",
+    /* The writer runs these for every batch. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 };
 
 typedef struct {
@@ -183,6 +192,18 @@ static trellis_err_t exec_sql(sq_ctx *c, const char *sql)
     return trellis_sqlite_exec(c->db, sql);
 }
 
+/* Runs the prepared statement id, or sql itself before the statements are prepared (while the
+ * schema is being made). */
+static trellis_err_t run_sql(sq_ctx *c, int id, const char *sql)
+{
+    if (c->st[id] == NULL)
+        return exec_sql(c, sql);
+    sqlite3_stmt *st = stmt(c, id);
+    int rc = sqlite3_step(st);
+    done(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? TRELLIS_OK : TRELLIS_ERR_STORE;
+}
+
 /*
  * With durable set, only what must survive a power cut waits for the disk: enrollment records,
  * revocations, CRLs (synchronous=FULL). A batch of consumed challenges alone is committed with
@@ -196,8 +217,8 @@ static trellis_err_t set_synced(sq_ctx *c, int synced)
     synced = synced && c->durable;
     if (c->synced == synced)
         return TRELLIS_OK;
-    trellis_err_t err =
-        exec_sql(c, synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    trellis_err_t err = run_sql(c, synced ? ST_SYNC_FULL : ST_SYNC_NORMAL,
+                                synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (err == TRELLIS_OK)
         c->synced = synced;
     return err;
@@ -206,7 +227,7 @@ static trellis_err_t set_synced(sq_ctx *c, int synced)
 static trellis_err_t begin_write(sq_ctx *c)
 {
     trellis_err_t err = set_synced(c, 1);
-    return err == TRELLIS_OK ? exec_sql(c, "BEGIN IMMEDIATE") : err;
+    return err == TRELLIS_OK ? run_sql(c, ST_BEGIN, "BEGIN IMMEDIATE") : err;
 }
 
 static void rollback(sq_ctx *c)
@@ -217,7 +238,7 @@ static void rollback(sq_ctx *c)
 
 static trellis_err_t commit(sq_ctx *c)
 {
-    if (exec_sql(c, "COMMIT") == TRELLIS_OK)
+    if (run_sql(c, ST_COMMIT, "COMMIT") == TRELLIS_OK)
         return TRELLIS_OK;
     rollback(c);
     return TRELLIS_ERR_STORE;
@@ -503,7 +524,7 @@ static trellis_err_t sq_apply(void *ctx, trellis_rstore_op_t *ops, size_t n)
         records |= ops[i].type == TRELLIS_RSTORE_OP_RECORD;
     trellis_err_t err = set_synced(c, records);
     if (err == TRELLIS_OK)
-        err = exec_sql(c, "BEGIN IMMEDIATE");
+        err = run_sql(c, ST_BEGIN, "BEGIN IMMEDIATE");
     if (err != TRELLIS_OK)
         return err;
     for (size_t i = 0; i < n; i++) {
@@ -1109,7 +1130,7 @@ trellis_err_t trellis_rstore_open_sqlite(const char *path, const trellis_rstore_
     if (s == NULL || c == NULL)
         goto out;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (o.create ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    int rc = trellis_sqlite_open(path, flags, &c->db);
     if (rc != SQLITE_OK) {
         err = rc == SQLITE_CANTOPEN ? TRELLIS_ERR_NOT_FOUND : TRELLIS_ERR_STORE;
         goto out;
