@@ -100,8 +100,6 @@ enum {
     ST_ROLLBACK_TO,
     ST_BEGIN,
     ST_COMMIT,
-    ST_SYNC_FULL,
-    ST_SYNC_NORMAL,
     ST_COUNT
 };
 
@@ -156,8 +154,6 @@ static const char *const STMT_SQL[ST_COUNT] = {
     /* The writer runs these for every batch. */
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
-    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
-    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 };
 
 typedef struct {
@@ -217,8 +213,10 @@ static trellis_err_t set_synced(sq_ctx *c, int synced)
     synced = synced && c->durable;
     if (c->synced == synced)
         return TRELLIS_OK;
-    trellis_err_t err = run_sql(c, synced ? ST_SYNC_FULL : ST_SYNC_NORMAL,
-                                synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    /* Not a prepared statement: SQLite applies PRAGMA synchronous while compiling it, so a
+     * statement prepared once would set the level at open and do nothing when run later. */
+    trellis_err_t err =
+        exec_sql(c, synced ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     if (err == TRELLIS_OK)
         c->synced = synced;
     return err;
