@@ -5,10 +5,13 @@
  * earlier (WITHOUT ROWID) certificates layout.
  */
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rtest_util.h"
 #include "test_support.h"
@@ -99,11 +102,55 @@ static trellis_err_t apply1(fixture_t *f, trellis_rstore_op_t *op)
     return op->err;
 }
 
+/*
+ * SQLite reaches the disk through libc's fdatasync; this definition takes its place for the
+ * whole test binary (the executable's symbols come first for the shared libraries too), so a
+ * test can count the syncs a commit makes, which no crash of the process would reveal.
+ */
+static atomic_long fdatasync_calls;
+
+int fdatasync(int fd);
+int fdatasync(int fd)
+{
+    atomic_fetch_add(&fdatasync_calls, 1);
+    return (int)syscall(SYS_fdatasync, fd);
+}
+
 static trellis_rstore_counts_t counts(fixture_t *f)
 {
     trellis_rstore_counts_t c;
     assert_int_equal(f->s->counts(f->s->ctx, &c), TRELLIS_OK);
     return c;
+}
+
+/* A durable store syncs every commit that records an enrollment, each time (not only the
+ * first); a store opened with durable = false does not. */
+static void test_durable_records_are_synced(void **state)
+{
+    fixture_t *f = *state;
+    char path[RT_PATH];
+    trellis_rstore_t *d = NULL;
+    trellis_rstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 2000, .create = 1};
+    rt_path(path, sizeof(path), f->dir, "durable.db");
+    assert_int_equal(trellis_rstore_open_sqlite(path, &o, &d), TRELLIS_OK);
+    for (unsigned i = 0; i < 3; i++) {
+        /* A consumption alone may wait for the next sync; the record after it may not. */
+        trellis_rstore_op_t c = consume((uint8_t)(0x70 + i));
+        assert_int_equal(d->apply(d->ctx, &c, 1), TRELLIS_OK);
+        long before = atomic_load(&fdatasync_calls);
+        trellis_rstore_op_t e =
+            enroll(100 + i, 100 + i, (uint8_t)(0x60 + i), TRELLIS_RESET_REPLACE);
+        assert_int_equal(d->apply(d->ctx, &e, 1), TRELLIS_OK);
+        assert_int_equal(e.err, TRELLIS_OK);
+        assert_true(atomic_load(&fdatasync_calls) > before);
+    }
+    trellis_rstore_close(d);
+
+    /* The fixture's store is not durable: its records are not synced. */
+    long before = atomic_load(&fdatasync_calls);
+    trellis_rstore_op_t e = enroll(7, 7, 0x55, TRELLIS_RESET_REPLACE);
+    assert_int_equal(apply1(f, &e), TRELLIS_OK);
+    assert_int_equal(atomic_load(&fdatasync_calls), before);
 }
 
 static void test_challenges_single_use(void **state)
@@ -640,6 +687,7 @@ static void test_helpers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_durable_records_are_synced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_challenges_single_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_factory_reset, setup, teardown),
