@@ -1,6 +1,9 @@
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -17,6 +20,17 @@ typedef struct {
     vt_device_t dev[N_DEV];
     uint8_t fkey[65];
 } fx_t;
+
+/* SQLite reaches the disk through libc's fdatasync; this definition takes its place for the
+ * whole test binary, so a test can count the syncs a commit makes. */
+static atomic_long fdatasync_calls;
+
+int fdatasync(int fd);
+int fdatasync(int fd)
+{
+    atomic_fetch_add(&fdatasync_calls, 1);
+    return (int)syscall(SYS_fdatasync, fd);
+}
 
 static int setup(void **state)
 {
@@ -509,11 +523,37 @@ static void test_schema_upgrade(void **state)
     assert_string_equal(one.last.event, "verdict");
 }
 
+/* A durable registry syncs every audit commit (a verdict is answered only after it); one opened
+ * with durable = false does not. */
+static void test_durable_audit_is_synced(void **state)
+{
+    fx_t *f = *state;
+    char path[320];
+    trellis_vstore_t *d = NULL;
+    trellis_vstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 200, .create = 1};
+    trellis_vstore_audit_t e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.event, sizeof(e.event), "verdict");
+    snprintf(e.outcome, sizeof(e.outcome), "affirming");
+    snprintf(path, sizeof(path), "%s/durable.db", f->dir);
+    assert_int_equal(trellis_vstore_open_sqlite(path, &o, &d), TRELLIS_OK);
+    for (int i = 0; i < 3; i++) {
+        long before = atomic_load(&fdatasync_calls);
+        assert_int_equal(d->audit_append(d->ctx, &e, 1), TRELLIS_OK);
+        assert_true(atomic_load(&fdatasync_calls) > before);
+    }
+    trellis_vstore_close(d);
+    long before = atomic_load(&fdatasync_calls);
+    assert_int_equal(f->s->audit_append(f->s->ctx, &e, 1), TRELLIS_OK);
+    assert_int_equal(atomic_load(&fdatasync_calls), before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_and_schema, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_upgrade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_audit_is_synced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_and_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_refusals, setup, teardown),
