@@ -5,15 +5,13 @@
  * earlier (WITHOUT ROWID) certificates layout.
  */
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "rtest_util.h"
+#include "sync_counter.h"
 #include "test_support.h"
 
 typedef struct {
@@ -102,20 +100,6 @@ static trellis_err_t apply1(fixture_t *f, trellis_rstore_op_t *op)
     return op->err;
 }
 
-/*
- * SQLite reaches the disk through libc's fdatasync; this definition takes its place for the
- * whole test binary (the executable's symbols come first for the shared libraries too), so a
- * test can count the syncs a commit makes, which no crash of the process would reveal.
- */
-static atomic_long fdatasync_calls;
-
-int fdatasync(int fd);
-int fdatasync(int fd)
-{
-    atomic_fetch_add(&fdatasync_calls, 1);
-    return (int)syscall(SYS_fdatasync, fd);
-}
-
 static trellis_rstore_counts_t counts(fixture_t *f)
 {
     trellis_rstore_counts_t c;
@@ -137,20 +121,20 @@ static void test_durable_records_are_synced(void **state)
         /* A consumption alone may wait for the next sync; the record after it may not. */
         trellis_rstore_op_t c = consume((uint8_t)(0x70 + i));
         assert_int_equal(d->apply(d->ctx, &c, 1), TRELLIS_OK);
-        long before = atomic_load(&fdatasync_calls);
+        long before = trellis_test_fdatasync_calls();
         trellis_rstore_op_t e =
             enroll(100 + i, 100 + i, (uint8_t)(0x60 + i), TRELLIS_RESET_REPLACE);
         assert_int_equal(d->apply(d->ctx, &e, 1), TRELLIS_OK);
         assert_int_equal(e.err, TRELLIS_OK);
-        assert_true(atomic_load(&fdatasync_calls) > before);
+        assert_true(trellis_test_fdatasync_calls() > before);
     }
     trellis_rstore_close(d);
 
     /* The fixture's store is not durable: its records are not synced. */
-    long before = atomic_load(&fdatasync_calls);
+    long before = trellis_test_fdatasync_calls();
     trellis_rstore_op_t e = enroll(7, 7, 0x55, TRELLIS_RESET_REPLACE);
     assert_int_equal(apply1(f, &e), TRELLIS_OK);
-    assert_int_equal(atomic_load(&fdatasync_calls), before);
+    assert_int_equal(trellis_test_fdatasync_calls(), before);
 }
 
 static void test_challenges_single_use(void **state)

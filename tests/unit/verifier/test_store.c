@@ -1,12 +1,10 @@
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "sync_counter.h"
 #include "test_support.h"
 #include "trellis/verifier_store.h"
 #include "vtest_util.h"
@@ -20,17 +18,6 @@ typedef struct {
     vt_device_t dev[N_DEV];
     uint8_t fkey[65];
 } fx_t;
-
-/* SQLite reaches the disk through libc's fdatasync; this definition takes its place for the
- * whole test binary, so a test can count the syncs a commit makes. */
-static atomic_long fdatasync_calls;
-
-int fdatasync(int fd);
-int fdatasync(int fd)
-{
-    atomic_fetch_add(&fdatasync_calls, 1);
-    return (int)syscall(SYS_fdatasync, fd);
-}
 
 static int setup(void **state)
 {
@@ -538,14 +525,14 @@ static void test_durable_audit_is_synced(void **state)
     snprintf(path, sizeof(path), "%s/durable.db", f->dir);
     assert_int_equal(trellis_vstore_open_sqlite(path, &o, &d), TRELLIS_OK);
     for (int i = 0; i < 3; i++) {
-        long before = atomic_load(&fdatasync_calls);
+        long before = trellis_test_fdatasync_calls();
         assert_int_equal(d->audit_append(d->ctx, &e, 1), TRELLIS_OK);
-        assert_true(atomic_load(&fdatasync_calls) > before);
+        assert_true(trellis_test_fdatasync_calls() > before);
     }
     trellis_vstore_close(d);
-    long before = atomic_load(&fdatasync_calls);
+    long before = trellis_test_fdatasync_calls();
     assert_int_equal(f->s->audit_append(f->s->ctx, &e, 1), TRELLIS_OK);
-    assert_int_equal(atomic_load(&fdatasync_calls), before);
+    assert_int_equal(trellis_test_fdatasync_calls(), before);
 }
 
 int main(void)
