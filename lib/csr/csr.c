@@ -170,47 +170,11 @@ static const char *oid_name(const ASN1_OBJECT *obj)
 }
 
 /*
- * A public P-256 key (the generator's point) made once, which every CSR key is duplicated from:
- * building a key from its group name (EVP_PKEY_fromdata) makes a new EC_GROUP and fetches the
- * key manager each time, about 100 µs in OpenSSL 3.0, while duplicating a key of the right group
- * and setting its point costs about 10 µs. Read-only after its creation, so shared by threads.
- */
-static const uint8_t P256_G[TRELLIS_P256_POINT_LEN] = {
-    0x04, 0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5,
-    0x63, 0xa4, 0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4,
-    0xa1, 0x39, 0x45, 0xd8, 0x98, 0xc2, 0x96, 0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a,
-    0x7f, 0x9b, 0x8e, 0xe7, 0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33,
-    0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5,
-};
-static CRYPTO_ONCE template_once = CRYPTO_ONCE_STATIC_INIT;
-static EVP_PKEY *p256_template;
-
-static void make_template(void)
-{
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    char group[] = "prime256v1";
-    uint8_t point[TRELLIS_P256_POINT_LEN];
-    memcpy(point, P256_G, sizeof(point));
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)),
-        OSSL_PARAM_construct_end(),
-    };
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) != 1 ||
-        EVP_PKEY_fromdata(ctx, &p256_template, EVP_PKEY_PUBLIC_KEY, params) != 1)
-        p256_template = NULL;
-    EVP_PKEY_CTX_free(ctx);
-    ERR_clear_error();
-}
-
-/*
  * The key (RFC 5480 §2): id-ecPublicKey whose parameters are the namedCurve OID prime256v1 (no
  * implicitCurve, no specifiedCurve: explicit parameters would let the sender choose the curve
  * arithmetic), and an uncompressed point (RFC 5480 §2.2: the form every implementation must
- * support and the one Trellis devices send). The point is set into a key of the named group,
- * which refuses coordinates off the curve (SEC 1 §2.3.4 decoding checks the equation); the quick
- * public check (SP 800-56A §5.6.2.3.4) then rules out the point at infinity. The full check's
- * extra n·Q multiplication adds nothing on P-256, whose cofactor is 1.
+ * support and the one Trellis devices send). trellis_p256_from_point refuses a point off the
+ * curve or at infinity.
  */
 static trellis_err_t read_key(const TR_SPKI *spki, trellis_csr_t *out, trellis_reason_t *reason)
 {
@@ -218,7 +182,6 @@ static trellis_err_t read_key(const TR_SPKI *spki, trellis_csr_t *out, trellis_r
     const ASN1_OBJECT *alg = NULL, *curve = NULL;
     const void *param = NULL;
     int ptype = V_ASN1_UNDEF;
-    EVP_PKEY_CTX *check = NULL;
     uint8_t point[TRELLIS_P256_POINT_LEN];
 
     X509_ALGOR_get0(&alg, &ptype, &param, spki->algorithm);
@@ -248,26 +211,16 @@ static trellis_err_t read_key(const TR_SPKI *spki, trellis_csr_t *out, trellis_r
         goto out;
     }
     memcpy(point, ASN1_STRING_get0_data(bits), sizeof(point));
-    err = TRELLIS_ERR_NOMEM;
-    if (!CRYPTO_THREAD_run_once(&template_once, make_template) || p256_template == NULL)
-        goto out;
-    out->key = EVP_PKEY_dup(p256_template);
-    if (out->key == NULL)
-        goto out;
-    err = TRELLIS_ERR_BAD_CSR;
-    if (EVP_PKEY_set1_encoded_public_key(out->key, point, sizeof(point)) != 1) {
-        trellis_reason_set(reason, err, "public key: point is not on P-256");
+    err = trellis_p256_from_point(point, &out->key);
+    if (err == TRELLIS_ERR_BAD_KEY) {
+        err = trellis_reason_set(reason, TRELLIS_ERR_BAD_CSR, "public key: point is not on P-256");
         goto out;
     }
-    check = EVP_PKEY_CTX_new_from_pkey(NULL, out->key, NULL);
-    if (check == NULL || EVP_PKEY_public_check_quick(check) != 1) {
-        trellis_reason_set(reason, err, "public key: not a valid P-256 point");
+    if (err != TRELLIS_OK)
         goto out;
-    }
     memcpy(out->point, point, sizeof(point));
     err = TRELLIS_OK;
 out:
-    EVP_PKEY_CTX_free(check);
     if (err != TRELLIS_OK) {
         EVP_PKEY_free(out->key);
         out->key = NULL;

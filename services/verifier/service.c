@@ -85,15 +85,12 @@ static trellis_err_t worker_init(void *app, unsigned index, struct event_base *b
     w->v = v;
     w->base = base;
     w->drain = event_new(base, -1, 0, tr__verify_drain, w);
-    err = w->drain == NULL ? TRELLIS_ERR_NOMEM : tr__device_key_template(&w->key_template);
-    if (err != TRELLIS_OK) {
-        if (w->drain != NULL)
-            event_free(w->drain);
+    if (w->drain == NULL) {
         if (w->sweep != NULL)
             event_free(w->sweep);
         trellis_vstore_close(w->store);
         free(w);
-        return err;
+        return TRELLIS_ERR_NOMEM;
     }
     w->judge = (tr__judge_t){
         .store = w->store,
@@ -101,7 +98,6 @@ static trellis_err_t worker_init(void *app, unsigned index, struct event_base *b
         .kid = v->kid,
         .verifier_id = v->cfg.verifier_id,
         .ttl_s = (int)(v->cfg.verdict_ttl_ms / 1000),
-        .key_template = w->key_template,
     };
     *ctx = w;
     return TRELLIS_OK;
@@ -118,7 +114,6 @@ static void worker_fini(void *app, unsigned index, void *ctx)
     event_free(w->drain);
     if (w->sweep != NULL)
         event_free(w->sweep);
-    EVP_PKEY_free(w->key_template);
     trellis_vstore_close(w->store);
     free(w);
 }

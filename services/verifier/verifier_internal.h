@@ -31,15 +31,7 @@ typedef struct {
     const char *kid;             /* thumbprint of verdict_key */
     const char *verifier_id;
     int ttl_s; /* verdict lifetime, TRELLIS_VERDICT_TTL_S by default */
-    /* A P-256 public key (tr__device_key_template) that device keys are copied from, the
-     * point replaced: about 20 us less per verdict than building the curve from its name each
-     * time. Owned by the caller, used by one thread at a time; NULL: built from the name. */
-    const EVP_PKEY *key_template;
 } tr__judge_t;
-
-/* A P-256 public key (the generator as the point) for tr__judge_t.key_template; the caller
- * EVP_PKEY_free's it. TRELLIS_ERR_CRYPTO / NOMEM. */
-trellis_err_t tr__device_key_template(EVP_PKEY **out);
 
 /* The parsed body of POST /v1/verify. */
 typedef struct {
@@ -210,8 +202,7 @@ typedef struct tr__worker {
     trellis_vstore_t *store;
     tr__judge_t judge;
     struct event_base *base;
-    struct event *sweep;    /* worker 0 only: abandons idle uploads */
-    EVP_PKEY *key_template; /* the judge's, see tr__judge_t */
+    struct event *sweep; /* worker 0 only: abandons idle uploads */
     /* Verdicts whose audit entry is committed, to be answered on this worker (handlers.c;
      * under its pending_lock). */
     struct event *drain;

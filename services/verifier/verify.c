@@ -7,10 +7,7 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "trellis/crypto.h"
 #include "trellis/encoding.h"
@@ -67,83 +64,9 @@ static void add_reason(trellis_verdict_t *v, const char *code)
     v->status = TRELLIS_VERDICT_CONTRAINDICATED;
 }
 
-/* SEC 2 §2.4.2: the base point G of secp256r1, uncompressed. Any valid point would do: the
- * template only carries the curve. */
-static const uint8_t P256_G[TRELLIS_ROT_KEY_LEN] = {
-    0x04, 0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5,
-    0x63, 0xa4, 0x40, 0xf2, 0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4,
-    0xa1, 0x39, 0x45, 0xd8, 0x98, 0xc2, 0x96, 0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a,
-    0x7f, 0x9b, 0x8e, 0xe7, 0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16, 0x2b, 0xce, 0x33,
-    0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5,
-};
-
-/*
- * The device's RoT key from its recorded point, without OpenSSL's full public-key check
- * (n·Q = ∞, a second scalar multiplication): the point was checked when it entered the
- * registry, and P-256 has cofactor 1, so on-curve (which decoding the point still checks) is
- * all that can be asked. With a template, the key is a copy of it with the point replaced,
- * which spares building the curve from its name (EC_GROUP_new_by_curve_name) per verdict.
- */
-static trellis_err_t key_from_name(const uint8_t point[static TRELLIS_ROT_KEY_LEN], EVP_PKEY **out)
-{
-    trellis_err_t err = TRELLIS_ERR_BAD_KEY;
-    EVP_PKEY_CTX *ctx = NULL;
-    uint8_t encoded[TRELLIS_ROT_KEY_LEN];
-    char group[] = "prime256v1";
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, group, 0),
-        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, encoded, sizeof(encoded)),
-        OSSL_PARAM_construct_end(),
-    };
-
-    *out = NULL;
-    memcpy(encoded, point, sizeof(encoded));
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (ctx == NULL)
-        return TRELLIS_ERR_NOMEM;
-    if (EVP_PKEY_fromdata_init(ctx) == 1 &&
-        EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) == 1)
-        err = TRELLIS_OK;
-    EVP_PKEY_CTX_free(ctx);
-    if (err != TRELLIS_OK)
-        ERR_clear_error();
-    return err;
-}
-
-trellis_err_t tr__device_key_template(EVP_PKEY **out)
-{
-    if (out == NULL)
-        return TRELLIS_ERR_INVALID_ARG;
-    trellis_err_t err = key_from_name(P256_G, out);
-    return err == TRELLIS_ERR_BAD_KEY ? TRELLIS_ERR_CRYPTO : err;
-}
-
-static trellis_err_t device_key(const EVP_PKEY *key_template,
-                                const uint8_t point[static TRELLIS_ROT_KEY_LEN], EVP_PKEY **out)
-{
-    *out = NULL;
-    if (point[0] != 0x04)
-        return TRELLIS_ERR_BAD_KEY;
-    if (key_template == NULL)
-        return key_from_name(point, out);
-    /* EVP_PKEY_dup takes a non-const key but only reads it. */
-    EVP_PKEY *key = EVP_PKEY_dup((EVP_PKEY *)(uintptr_t)key_template);
-    if (key == NULL)
-        return TRELLIS_ERR_NOMEM;
-    /* Decodes the point: refused unless it is on the curve (and not the point at infinity). */
-    if (EVP_PKEY_set1_encoded_public_key(key, point, TRELLIS_ROT_KEY_LEN) != 1) {
-        EVP_PKEY_free(key);
-        ERR_clear_error();
-        return TRELLIS_ERR_BAD_KEY;
-    }
-    *out = key;
-    return TRELLIS_OK;
-}
-
 /* Checks the evidence against the device's recorded RoT key. Fills reasons and the audit
  * detail; returns an error only when the check itself could not run. */
-static trellis_err_t appraise(const tr__judge_t *judge, const trellis_vstore_device_t *dev,
-                              const tr__verify_request_t *req,
+static trellis_err_t appraise(const trellis_vstore_device_t *dev, const tr__verify_request_t *req,
                               const uint8_t nonce[static TRELLIS_SHA256_LEN], trellis_verdict_t *v,
                               trellis_vstore_audit_t *audit)
 {
@@ -158,7 +81,8 @@ static trellis_err_t appraise(const tr__judge_t *judge, const trellis_vstore_dev
         snprintf(audit->reason, sizeof(audit->reason), "revoked: %.200s", dev->revoke_reason);
         return TRELLIS_OK;
     }
-    err = device_key(judge->key_template, dev->rot_key, &key);
+    /* The point was checked when it entered the registry; decoding it checks it again. */
+    err = trellis_p256_from_point(dev->rot_key, &key);
     if (err != TRELLIS_OK)
         goto out;
     /* Signature first, then the nonce: the binding to this challenge and CSR only means
@@ -251,7 +175,7 @@ trellis_err_t tr__verify_judge(const tr__judge_t *judge, const char *caller,
     } else if (err != TRELLIS_OK) {
         goto out;
     } else {
-        err = appraise(judge, &dev, req, nonce, v, a);
+        err = appraise(&dev, req, nonce, v, a);
         if (err != TRELLIS_OK)
             goto out;
     }

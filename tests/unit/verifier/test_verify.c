@@ -20,7 +20,6 @@ typedef struct {
     char kid[TRELLIS_JWK_KID_LEN + 1];
     vt_device_t dev[N_DEV];
     tr__judge_t judge;
-    EVP_PKEY *tmpl; /* the device key template, in the *_template runs */
 } fx_t;
 
 static const uint8_t CSR[] = "0\x82\x01\x10 a CSR in DER would be here";
@@ -77,20 +76,9 @@ static int setup(void **state)
     return 0;
 }
 
-/* The same fixture, the judge building device keys from a template as the service does. */
-static int setup_template(void **state)
-{
-    setup(state);
-    fx_t *f = *state;
-    assert_int_equal(tr__device_key_template(&f->tmpl), TRELLIS_OK);
-    f->judge.key_template = f->tmpl;
-    return 0;
-}
-
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    EVP_PKEY_free(f->tmpl);
     for (unsigned i = 0; i < N_DEV; i++)
         vt_device_cleanup(&f->dev[i]);
     EVP_PKEY_free(f->fkey);
@@ -308,7 +296,7 @@ static void test_parse_body(void **state)
 }
 
 /* A device whose recorded key is not a P-256 point (only a store written behind the importer's
- * back could hold one): no verdict at all, with or without a template, and nothing leaks. */
+ * back could hold one): no verdict at all, and nothing leaks. */
 static void test_bad_recorded_key(void **state)
 {
     fx_t *f = *state;
@@ -345,18 +333,9 @@ static void test_bad_recorded_key(void **state)
     req.csr_len = sizeof(CSR);
     memcpy(req.challenge, CHALLENGE, sizeof(CHALLENGE));
     req.challenge_len = sizeof(CHALLENGE);
-    for (int with_template = 0; with_template < 2; with_template++) {
-        EVP_PKEY *tmpl = NULL;
-        if (with_template)
-            assert_int_equal(tr__device_key_template(&tmpl), TRELLIS_OK);
-        f->judge.key_template = tmpl;
-        assert_int_equal(tr__verify_judge(&f->judge, "acme", &req, (int64_t)time(NULL), &out, &why),
-                         TRELLIS_ERR_BAD_KEY);
-        assert_int_equal(out.jws_len, 0);
-        f->judge.key_template = NULL;
-        EVP_PKEY_free(tmpl);
-    }
-    assert_int_equal(tr__device_key_template(NULL), TRELLIS_ERR_INVALID_ARG);
+    assert_int_equal(tr__verify_judge(&f->judge, "acme", &req, (int64_t)time(NULL), &out, &why),
+                     TRELLIS_ERR_BAD_KEY);
+    assert_int_equal(out.jws_len, 0);
 }
 
 int main(void)
@@ -367,10 +346,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_negative_verdicts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_evidence, setup, teardown),
         cmocka_unit_test(test_parse_body),
-        cmocka_unit_test_setup_teardown(test_affirming, setup_template, teardown),
-        cmocka_unit_test_setup_teardown(test_tenant_isolation, setup_template, teardown),
-        cmocka_unit_test_setup_teardown(test_negative_verdicts, setup_template, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_evidence, setup_template, teardown),
         cmocka_unit_test_setup_teardown(test_bad_recorded_key, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
