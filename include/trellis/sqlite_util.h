@@ -32,6 +32,11 @@ int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s);
  */
 int trellis_sqlite_open(const char *path, int flags, sqlite3 **out);
 
+/* Steps st, a statement that returns no row, and resets it: TRELLIS_OK when it ran to the end,
+ * TRELLIS_ERR_EXISTS when a constraint refused it (a duplicate key), TRELLIS_ERR_STORE
+ * otherwise. */
+trellis_err_t trellis_sqlite_step_done(sqlite3_stmt *st);
+
 /* Runs sql (no results); TRELLIS_ERR_STORE on any SQLite error. */
 trellis_err_t trellis_sqlite_exec(sqlite3 *db, const char *sql);
 

@@ -37,6 +37,15 @@ void trellis_sqlite_column_copy(char *dst, size_t size, sqlite3_stmt *st, int co
     dst[len] = '\0';
 }
 
+trellis_err_t trellis_sqlite_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return TRELLIS_OK;
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? TRELLIS_ERR_EXISTS : TRELLIS_ERR_STORE;
+}
+
 int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s)
 {
     if (s == NULL)

@@ -194,10 +194,7 @@ static trellis_err_t run_sql(sq_ctx *c, int id, const char *sql)
 {
     if (c->st[id] == NULL)
         return exec_sql(c, sql);
-    sqlite3_stmt *st = stmt(c, id);
-    int rc = sqlite3_step(st);
-    done(st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? TRELLIS_OK : TRELLIS_ERR_STORE;
+    return trellis_sqlite_step_done(stmt(c, id)) == TRELLIS_OK ? TRELLIS_OK : TRELLIS_ERR_STORE;
 }
 
 /*
@@ -242,16 +239,6 @@ static trellis_err_t commit(sq_ctx *c)
     return TRELLIS_ERR_STORE;
 }
 
-/* Runs a statement that returns no row. */
-static trellis_err_t step_done(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    done(st);
-    if (rc == SQLITE_DONE)
-        return TRELLIS_OK;
-    return (rc & 0xff) == SQLITE_CONSTRAINT ? TRELLIS_ERR_EXISTS : TRELLIS_ERR_STORE;
-}
-
 static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, const char *actor,
                                   const char *device, const char *outcome, const char *detail)
 {
@@ -262,7 +249,7 @@ static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, cons
     trellis_sqlite_bind_text_or_null(st, 4, device != NULL ? device : "");
     trellis_sqlite_bind_text_or_null(st, 5, outcome);
     trellis_sqlite_bind_text_or_null(st, 6, detail != NULL ? detail : "");
-    return step_done(st);
+    return trellis_sqlite_step_done(st);
 }
 
 /* ---- apply: challenges, enrollments, audit entries ---- */
@@ -291,7 +278,7 @@ static trellis_err_t op_consume(sq_ctx *c, const trellis_rstore_op_t *op)
     sqlite3_stmt *st = stmt(c, ST_CHALLENGE_ADD);
     sqlite3_bind_blob(st, 1, op->challenge_id, TRELLIS_RSTORE_CHALLENGE_ID, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, op->challenge_expires);
-    err = step_done(st);
+    err = trellis_sqlite_step_done(st);
     return err == TRELLIS_ERR_EXISTS ? TRELLIS_ERR_REPLAYED : err;
 }
 
@@ -326,7 +313,7 @@ static trellis_err_t revoke_device_certs(sq_ctx *c, const char *device_id, int64
     trellis_sqlite_bind_text_or_null(st, 1, device_id);
     sqlite3_bind_int64(st, 2, ts);
     sqlite3_bind_int(st, 3, (int)code);
-    trellis_err_t err = step_done(st);
+    trellis_err_t err = trellis_sqlite_step_done(st);
     *n = err == TRELLIS_OK ? (uint64_t)sqlite3_changes(c->db) : 0;
     return err;
 }
@@ -349,13 +336,13 @@ static trellis_err_t insert_enrollment(sq_ctx *c, const trellis_rstore_enrollmen
     sqlite3_bind_blob(st, 9, e->csr_sha256, sizeof(e->csr_sha256), SQLITE_STATIC);
     trellis_sqlite_bind_text_or_null(st, 10, e->verdict != NULL ? e->verdict : "");
     trellis_sqlite_bind_text_or_null(st, 11, e->actor);
-    trellis_err_t err = step_done(st);
+    trellis_err_t err = trellis_sqlite_step_done(st);
     if (err != TRELLIS_OK)
         return err;
     st = stmt(c, ST_DEVICE_TOUCH);
     trellis_sqlite_bind_text_or_null(st, 1, e->device_id);
     sqlite3_bind_int64(st, 2, ts);
-    return step_done(st);
+    return trellis_sqlite_step_done(st);
 }
 
 static int record_valid(const trellis_rstore_enrollment_t *e)
@@ -398,7 +385,7 @@ static trellis_err_t record(sq_ctx *c, trellis_rstore_op_t *op, int64_t ts, cons
             sqlite3_stmt *st = stmt(c, ST_DEVICE_ADD);
             trellis_sqlite_bind_text_or_null(st, 1, e->device_id);
             sqlite3_bind_int64(st, 2, ts);
-            err = step_done(st);
+            err = trellis_sqlite_step_done(st);
             if (err != TRELLIS_OK)
                 return err;
         } else {
@@ -451,7 +438,7 @@ static trellis_err_t record(sq_ctx *c, trellis_rstore_op_t *op, int64_t ts, cons
     trellis_sqlite_bind_text_or_null(st, 1, e->old_serial);
     sqlite3_bind_int64(st, 2, ts);
     sqlite3_bind_int(st, 3, (int)TRELLIS_CRL_REASON_SUPERSEDED);
-    err = step_done(st);
+    err = trellis_sqlite_step_done(st);
     if (err == TRELLIS_OK)
         op->revoked_certs = (uint64_t)sqlite3_changes(c->db);
     return err;
@@ -467,7 +454,7 @@ static trellis_err_t op_record(sq_ctx *c, trellis_rstore_op_t *op)
     if (!record_valid(e))
         return TRELLIS_ERR_INVALID_ARG;
     int64_t ts = e->ts_ms != 0 ? e->ts_ms : now_ms();
-    if (step_done(stmt(c, ST_SAVEPOINT)) != TRELLIS_OK)
+    if (trellis_sqlite_step_done(stmt(c, ST_SAVEPOINT)) != TRELLIS_OK)
         return TRELLIS_ERR_STORE;
     trellis_err_t err = record(c, op, ts, &why);
     if (err == TRELLIS_OK) {
@@ -481,9 +468,10 @@ static trellis_err_t op_record(sq_ctx *c, trellis_rstore_op_t *op)
                            detail);
     }
     if (err == TRELLIS_OK)
-        return step_done(stmt(c, ST_RELEASE)) == TRELLIS_OK ? TRELLIS_OK : TRELLIS_ERR_STORE;
-    step_done(stmt(c, ST_ROLLBACK_TO));
-    step_done(stmt(c, ST_RELEASE));
+        return trellis_sqlite_step_done(stmt(c, ST_RELEASE)) == TRELLIS_OK ? TRELLIS_OK
+                                                                           : TRELLIS_ERR_STORE;
+    trellis_sqlite_step_done(stmt(c, ST_ROLLBACK_TO));
+    trellis_sqlite_step_done(stmt(c, ST_RELEASE));
     op->replaced = 0;
     op->revoked_certs = 0;
     if (why != NULL) {
@@ -580,7 +568,7 @@ static trellis_err_t sq_challenge_purge(void *ctx, int64_t now_s, uint64_t *purg
         *purged = 0;
     sqlite3_stmt *st = stmt(c, ST_CHALLENGE_PURGE);
     sqlite3_bind_int64(st, 1, now_s);
-    trellis_err_t err = step_done(st);
+    trellis_err_t err = trellis_sqlite_step_done(st);
     if (err == TRELLIS_OK && purged != NULL)
         *purged = (uint64_t)sqlite3_changes(c->db);
     return err;
@@ -789,7 +777,7 @@ static trellis_err_t sq_device_revoke(void *ctx, const char *device_id, trellis_
     trellis_sqlite_bind_text_or_null(st, 1, device_id);
     trellis_sqlite_bind_text_or_null(st, 2, reason);
     sqlite3_bind_int64(st, 3, ts);
-    err = step_done(st);
+    err = trellis_sqlite_step_done(st);
     if (err == TRELLIS_OK)
         err = revoke_device_certs(c, device_id, ts, code, &n);
     if (err != TRELLIS_OK)
@@ -826,7 +814,7 @@ static trellis_err_t sq_device_reinstate(void *ctx, const char *device_id, const
     sqlite3_stmt *st = stmt(c, ST_DEVICE_REINSTATE);
     trellis_sqlite_bind_text_or_null(st, 1, device_id);
     sqlite3_bind_int64(st, 2, ts);
-    err = step_done(st);
+    err = trellis_sqlite_step_done(st);
     if (err == TRELLIS_OK)
         err = audit_insert(c, ts, "device.reinstate", actor, device_id, "ok",
                            "may enroll again; earlier certificates stay revoked");
@@ -982,7 +970,7 @@ static trellis_err_t sq_crl_commit(void *ctx, uint64_t number, int64_t this_upda
     sqlite3_bind_int64(st, 1, (sqlite3_int64)number);
     sqlite3_bind_int64(st, 2, this_update_s);
     sqlite3_bind_blob(st, 3, der, (int)len, SQLITE_STATIC);
-    trellis_err_t err = step_done(st);
+    trellis_err_t err = trellis_sqlite_step_done(st);
     if (err == TRELLIS_OK)
         err = commit(c);
     rollback(c);

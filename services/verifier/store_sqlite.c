@@ -192,10 +192,7 @@ static trellis_err_t exec_sql(sq_ctx *c, const char *sql)
 /* BEGIN and COMMIT are prepared once: the audit writer runs them for every batch. */
 static trellis_err_t run_once(sq_ctx *c, int id)
 {
-    sqlite3_stmt *st = stmt(c, id);
-    int rc = sqlite3_step(st);
-    done(st);
-    return rc == SQLITE_DONE ? TRELLIS_OK : TRELLIS_ERR_STORE;
+    return trellis_sqlite_step_done(stmt(c, id));
 }
 
 static trellis_err_t begin_write(sq_ctx *c)
@@ -260,11 +257,7 @@ static trellis_err_t sq_oem_add(void *ctx, const char *name, const char *caller)
     sqlite3_stmt *st = stmt(c, ST_OEM_ADD);
     trellis_sqlite_bind_text_or_null(st, 1, name);
     sqlite3_bind_int64(st, 2, ts);
-    int rc = sqlite3_step(st);
-    done(st);
-    err = rc == SQLITE_DONE                  ? TRELLIS_OK
-          : (rc & 0xff) == SQLITE_CONSTRAINT ? TRELLIS_ERR_EXISTS
-                                             : TRELLIS_ERR_STORE;
+    err = trellis_sqlite_step_done(st);
     if (err != TRELLIS_OK)
         goto out;
     err = audit_insert(c, ts, "oem.add", caller, "", "ok", name);
@@ -314,11 +307,7 @@ static trellis_err_t sq_factory_add(void *ctx, const char *name,
     trellis_sqlite_bind_text_or_null(st, 1, name);
     sqlite3_bind_blob(st, 2, key, TRELLIS_ROT_KEY_LEN, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, ts);
-    int rc = sqlite3_step(st);
-    done(st);
-    err = rc == SQLITE_DONE                  ? TRELLIS_OK
-          : (rc & 0xff) == SQLITE_CONSTRAINT ? TRELLIS_ERR_EXISTS
-                                             : TRELLIS_ERR_STORE;
+    err = trellis_sqlite_step_done(st);
     if (err != TRELLIS_OK)
         goto out;
     err = audit_insert(c, ts, "factory.add", caller, "", "ok", name);
