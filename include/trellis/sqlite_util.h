@@ -32,6 +32,23 @@ int trellis_sqlite_bind_text_or_null(sqlite3_stmt *st, int idx, const char *s);
  */
 int trellis_sqlite_open(const char *path, int flags, sqlite3 **out);
 
+/*
+ * Opens the database of a store at path (created if create), for use by one thread at a time
+ * (SQLITE_OPEN_NOMUTEX), through trellis_sqlite_open: busy timeout busy_ms, WAL journal,
+ * synchronous FULL when durable (every commit fsynced) and NORMAL otherwise, foreign keys on,
+ * then extra_pragmas (may be NULL). *out is set even on failure (sqlite3_close it). Errors:
+ * TRELLIS_ERR_NOT_FOUND when the file cannot be opened (absent without create),
+ * TRELLIS_ERR_STORE otherwise.
+ */
+trellis_err_t trellis_sqlite_open_store(const char *path, int create, int durable, int busy_ms,
+                                        const char *extra_pragmas, sqlite3 **out);
+
+/* Prepares the n statements of sql into st (persistent: a store keeps them for its lifetime).
+ * TRELLIS_ERR_STORE at the first that fails; those prepared stay in st for the caller to
+ * finalize. */
+trellis_err_t trellis_sqlite_prepare_all(sqlite3 *db, const char *const *sql, size_t n,
+                                         sqlite3_stmt **st);
+
 /* Steps st, a statement that returns no row, and resets it: TRELLIS_OK when it ran to the end,
  * TRELLIS_ERR_EXISTS when a constraint refused it (a duplicate key), TRELLIS_ERR_STORE
  * otherwise. */

@@ -37,6 +37,36 @@ void trellis_sqlite_column_copy(char *dst, size_t size, sqlite3_stmt *st, int co
     dst[len] = '\0';
 }
 
+trellis_err_t trellis_sqlite_open_store(const char *path, int create, int durable, int busy_ms,
+                                        const char *extra_pragmas, sqlite3 **out)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    int rc = trellis_sqlite_open(path, flags, out);
+    if (rc != SQLITE_OK)
+        return rc == SQLITE_CANTOPEN ? TRELLIS_ERR_NOT_FOUND : TRELLIS_ERR_STORE;
+    sqlite3_busy_timeout(*out, busy_ms > 0 ? busy_ms : 0);
+    trellis_err_t err = trellis_sqlite_exec(*out, durable ? "PRAGMA journal_mode=WAL;"
+                                                            " PRAGMA synchronous=FULL;"
+                                                            " PRAGMA foreign_keys=ON;"
+                                                          : "PRAGMA journal_mode=WAL;"
+                                                            " PRAGMA synchronous=NORMAL;"
+                                                            " PRAGMA foreign_keys=ON;");
+    if (err == TRELLIS_OK && extra_pragmas != NULL)
+        err = trellis_sqlite_exec(*out, extra_pragmas);
+    return err;
+}
+
+trellis_err_t trellis_sqlite_prepare_all(sqlite3 *db, const char *const *sql, size_t n,
+                                         sqlite3_stmt **st)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st[i], NULL) !=
+            SQLITE_OK)
+            return TRELLIS_ERR_STORE;
+    }
+    return TRELLIS_OK;
+}
+
 trellis_err_t trellis_sqlite_step_done(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);

@@ -1101,7 +1101,6 @@ trellis_err_t trellis_rstore_open_sqlite(const char *path, const trellis_rstore_
     trellis_rstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 5000, .create = 0};
     trellis_rstore_t *s = NULL;
     sq_ctx *c = NULL;
-    char pragma[160];
 
     if (out == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -1115,36 +1114,22 @@ trellis_err_t trellis_rstore_open_sqlite(const char *path, const trellis_rstore_
     c = calloc(1, sizeof(*c));
     if (s == NULL || c == NULL)
         goto out;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (o.create ? SQLITE_OPEN_CREATE : 0);
-    int rc = trellis_sqlite_open(path, flags, &c->db);
-    if (rc != SQLITE_OK) {
-        err = rc == SQLITE_CANTOPEN ? TRELLIS_ERR_NOT_FOUND : TRELLIS_ERR_STORE;
-        goto out;
-    }
-    sqlite3_busy_timeout(c->db, o.busy_timeout_ms > 0 ? o.busy_timeout_ms : 0);
     /* A checkpoint copies every page the WAL holds back into the database; letting the WAL grow
      * to 4,000 pages (16 MiB) instead of SQLite's 1,000 copies the pages that many records
      * share (index interiors, the pages rows are appended to) a quarter as often: 10.4 pages
      * written per enrollment instead of 12.9, measured in batches of 16. */
-    snprintf(pragma, sizeof(pragma),
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
-             " PRAGMA wal_autocheckpoint=4000;",
-             o.durable ? "FULL" : "NORMAL");
-    c->durable = o.durable ? 1 : 0;
-    c->synced = c->durable;
-    err = exec_sql(c, pragma);
+    err = trellis_sqlite_open_store(path, o.create, o.durable, o.busy_timeout_ms,
+                                    "PRAGMA wal_autocheckpoint=4000;", &c->db);
     if (err != TRELLIS_OK)
         goto out;
+    c->durable = o.durable ? 1 : 0;
+    c->synced = c->durable;
     err = check_schema(c, o.create);
     if (err != TRELLIS_OK)
         goto out;
-    for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(c->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
-                               NULL) != SQLITE_OK) {
-            err = TRELLIS_ERR_STORE;
-            goto out;
-        }
-    }
+    err = trellis_sqlite_prepare_all(c->db, STMT_SQL, ST_COUNT, c->st);
+    if (err != TRELLIS_OK)
+        goto out;
     s->version = TRELLIS_RSTORE_VERSION;
     s->ctx = c;
     s->close = sq_close;

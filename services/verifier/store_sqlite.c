@@ -978,7 +978,6 @@ trellis_err_t trellis_vstore_open_sqlite(const char *path, const trellis_vstore_
     trellis_vstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 5000, .create = 0};
     trellis_vstore_t *s = NULL;
     sq_ctx *c = NULL;
-    char pragma[256];
 
     if (out == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -992,18 +991,9 @@ trellis_err_t trellis_vstore_open_sqlite(const char *path, const trellis_vstore_
     c = calloc(1, sizeof(*c));
     if (s == NULL || c == NULL)
         goto out;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (o.create ? SQLITE_OPEN_CREATE : 0);
-    int rc = trellis_sqlite_open(path, flags, &c->db);
-    if (rc != SQLITE_OK) {
-        err = rc == SQLITE_CANTOPEN ? TRELLIS_ERR_NOT_FOUND : TRELLIS_ERR_STORE;
-        goto out;
-    }
-    sqlite3_busy_timeout(c->db, o.busy_timeout_ms > 0 ? o.busy_timeout_ms : 0);
-    snprintf(pragma, sizeof(pragma),
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
-             " PRAGMA temp.cache_size=-16384;",
-             o.durable ? "FULL" : "NORMAL");
-    err = exec_sql(c, pragma);
+    /* The import stage's cache is bounded: a manifest of any size stages through 16 MiB. */
+    err = trellis_sqlite_open_store(path, o.create, o.durable, o.busy_timeout_ms,
+                                    "PRAGMA temp.cache_size=-16384;", &c->db);
     if (err != TRELLIS_OK)
         goto out;
     err = check_schema(c, o.create);
@@ -1012,13 +1002,9 @@ trellis_err_t trellis_vstore_open_sqlite(const char *path, const trellis_vstore_
     err = exec_sql(c, STAGE_SCHEMA);
     if (err != TRELLIS_OK)
         goto out;
-    for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(c->db, STMT_SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &c->st[i],
-                               NULL) != SQLITE_OK) {
-            err = TRELLIS_ERR_STORE;
-            goto out;
-        }
-    }
+    err = trellis_sqlite_prepare_all(c->db, STMT_SQL, ST_COUNT, c->st);
+    if (err != TRELLIS_OK)
+        goto out;
     s->version = TRELLIS_VSTORE_VERSION;
     s->ctx = c;
     s->close = sq_close;

@@ -2,7 +2,10 @@
  * The SQLite helpers the stores share, on an in-memory database: a statement run to its end,
  * refused by a constraint or failing; bounded text columns; NULL-aware binding; plain SQL.
  */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test_support.h"
 #include "trellis/sqlite_util.h"
@@ -77,11 +80,84 @@ static void test_columns_and_binding(void **state)
     sqlite3_close(db);
 }
 
+static int pragma_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A store's database: absent without create, WAL, synchronous as asked, the caller's pragmas;
+ * and its statements prepared at once, a bad one refused. */
+static void test_open_store_and_prepare(void **state)
+{
+    (void)state;
+    char dir[256], path[300];
+    sqlite3 *db = NULL;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/trellis-sqlite-test.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/store.db", dir);
+
+    assert_int_equal(trellis_sqlite_open_store(path, 0, 1, 100, NULL, &db), TRELLIS_ERR_NOT_FOUND);
+    sqlite3_close(db);
+    db = NULL;
+    for (int durable = 1; durable >= 0; durable--) {
+        assert_int_equal(
+            trellis_sqlite_open_store(path, 1, durable, 100, "PRAGMA cache_size=-1234;", &db),
+            TRELLIS_OK);
+        assert_int_equal(pragma_int(db, "PRAGMA synchronous"), durable ? 2 : 1);
+        assert_int_equal(pragma_int(db, "PRAGMA foreign_keys"), 1);
+        assert_int_equal(pragma_int(db, "PRAGMA cache_size"), -1234);
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        db = NULL;
+    }
+    assert_int_equal(trellis_sqlite_open_store(path, 0, 0, 100, "NOT SQL", &db), TRELLIS_ERR_STORE);
+    sqlite3_close(db);
+    db = NULL;
+
+    assert_int_equal(trellis_sqlite_open_store(path, 0, 0, 100, NULL, &db), TRELLIS_OK);
+    static const char *const good[] = {"SELECT 1", "BEGIN IMMEDIATE", "COMMIT"};
+    static const char *const bad[] = {"SELECT 1", "SELECT * FROM nowhere", "COMMIT"};
+    sqlite3_stmt *st[3] = {NULL, NULL, NULL};
+    assert_int_equal(trellis_sqlite_prepare_all(db, good, 3, st), TRELLIS_OK);
+    assert_int_equal(trellis_sqlite_step_done(st[1]), TRELLIS_OK);
+    assert_int_equal(trellis_sqlite_step_done(st[2]), TRELLIS_OK);
+    for (int i = 0; i < 3; i++) {
+        sqlite3_finalize(st[i]);
+        st[i] = NULL;
+    }
+    assert_int_equal(trellis_sqlite_prepare_all(db, bad, 3, st), TRELLIS_ERR_STORE);
+    assert_non_null(st[0]);
+    assert_null(st[1]);
+    for (int i = 0; i < 3; i++)
+        sqlite3_finalize(st[i]);
+    sqlite3_close(db);
+
+    char side[320];
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_step_done),
         cmocka_unit_test(test_columns_and_binding),
+        cmocka_unit_test(test_open_store_and_prepare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
