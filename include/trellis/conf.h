@@ -217,6 +217,15 @@ trellis_err_t trellis_conf_format_example(const trellis_conf_spec_t *spec, char 
 trellis_err_t trellis_conf_print_help(const trellis_conf_spec_t *spec, FILE *f);
 trellis_err_t trellis_conf_print_example(const trellis_conf_spec_t *spec, FILE *f);
 
+/*
+ * A path option that defaults to a file of the state directory: when field (size bytes) is
+ * empty, it becomes "DIR/FILE". TRELLIS_ERR_CONFIG, field empty, when that is needed but dir is
+ * empty (the reason names --dir and the environment variable dir_env) or the path does not fit.
+ * A field already set is left alone.
+ */
+trellis_err_t trellis_conf_path_in_dir(char *field, size_t size, const char *dir, const char *file,
+                                       const char *dir_env, trellis_reason_t *reason);
+
 /* The duration and size syntaxes above, for callers with values of their own. *out is 0 on
  * failure. Errors: INVALID_ARG (NULL), PARSE (malformed, or a duration without unit), TOO_LARGE
  * (beyond LLONG_MAX). */

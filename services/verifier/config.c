@@ -88,21 +88,11 @@ const trellis_conf_spec_t *trellis_verifier_conf_spec(void)
     return &SPEC;
 }
 
+/* A path option's default under the state directory. */
 static trellis_err_t derive(char *field, size_t size, const char *dir, const char *file,
                             trellis_reason_t *reason)
 {
-    if (field[0] != '\0')
-        return TRELLIS_OK;
-    if (dir[0] == '\0')
-        return trellis_reason_set(reason, TRELLIS_ERR_CONFIG,
-                                  "no state directory: pass --dir DIR (or set "
-                                  "TRELLIS_VERIFIER_DIR)");
-    int n = snprintf(field, size, "%s/%s", dir, file);
-    if (n < 0 || (size_t)n >= size) {
-        field[0] = '\0';
-        return trellis_reason_set(reason, TRELLIS_ERR_CONFIG, "state directory path too long");
-    }
-    return TRELLIS_OK;
+    return trellis_conf_path_in_dir(field, size, dir, file, "TRELLIS_VERIFIER_DIR", reason);
 }
 
 trellis_err_t trellis_verifier_config_resolve(trellis_verifier_config_t *cfg,

@@ -347,6 +347,34 @@ static void test_bad_tables(void **state)
     assert_string_equal(why.text, "");
 }
 
+/* Path options defaulting to files of the state directory. */
+static void test_path_in_dir(void **state)
+{
+    (void)state;
+    char field[32] = "";
+    assert_int_equal(trellis_conf_path_in_dir(field, sizeof(field), "/srv/v", "registry.db",
+                                              "TRELLIS_X_DIR", &why),
+                     TRELLIS_OK);
+    assert_string_equal(field, "/srv/v/registry.db");
+    /* Set already (by file, environment or flag): left alone. */
+    assert_int_equal(trellis_conf_path_in_dir(field, sizeof(field), "/elsewhere", "other",
+                                              "TRELLIS_X_DIR", &why),
+                     TRELLIS_OK);
+    assert_string_equal(field, "/srv/v/registry.db");
+    field[0] = '\0';
+    assert_int_equal(
+        trellis_conf_path_in_dir(field, sizeof(field), "", "registry.db", "TRELLIS_X_DIR", &why),
+        TRELLIS_ERR_CONFIG);
+    assert_string_equal(why.text, "no state directory: pass --dir DIR (or set TRELLIS_X_DIR)");
+    assert_int_equal(trellis_conf_path_in_dir(field, sizeof(field), "/a/very/long/state/directory",
+                                              "registry.db", "TRELLIS_X_DIR", &why),
+                     TRELLIS_ERR_CONFIG);
+    assert_string_equal(why.text, "state directory path too long");
+    assert_string_equal(field, "");
+    assert_int_equal(trellis_conf_path_in_dir(NULL, 0, "/d", "f", "E", &why),
+                     TRELLIS_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -359,6 +387,7 @@ int main(void)
         cmocka_unit_test_setup(test_secret_never_shown, reset),
         cmocka_unit_test_setup(test_unknown_and_bad_arguments, reset),
         cmocka_unit_test_setup(test_bad_tables, reset),
+        cmocka_unit_test_setup(test_path_in_dir, reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
