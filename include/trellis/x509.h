@@ -86,6 +86,18 @@ trellis_err_t trellis_x509_issue(const trellis_x509_profile_t *profile, EVP_PKEY
                                  trellis_reason_t *reason);
 
 /*
+ * Splits a --hosts list such as "localhost,127.0.0.1,::1" in place (commas become NULs) into DNS
+ * names and IP addresses for a server profile: an entry with ':' or of digits and dots only is an
+ * address and must parse as IPv4 or IPv6; any other must be a host name in RFC 1034 §3.5's
+ * preferred syntax. dns and ips each hold max entries (at most TRELLIS_X509_SANS_MAX in all);
+ * empty entries are skipped. Errors: TRELLIS_ERR_INVALID_ARG (an entry of neither kind, more than
+ * max names, none at all; the reason quotes the entry, cut short), and on NULL arguments.
+ */
+trellis_err_t trellis_x509_split_hosts(char *hosts, const char **dns, size_t *n_dns,
+                                       const char **ips, size_t *n_ip, size_t max,
+                                       trellis_reason_t *reason);
+
+/*
  * Writes certs[0..n-1] as concatenated PEM to path, mode 0644, atomically (leaf first, then its
  * issuers, as TLS sends them). n must be 1..TRELLIS_X509_CHAIN_MAX.
  * Errors: TRELLIS_ERR_INVALID_ARG, TRELLIS_ERR_CRYPTO, TRELLIS_ERR_IO.

@@ -2,7 +2,6 @@
  * Operations on the registrar's state directory: init, join, revoke, reinstate and CRL
  * publication. The CLI (tools/trellis/cmd_registrar.c) is a thin layer over these.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,68 +47,6 @@ static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-/* RFC 1034 §3.5 preferred name syntax: labels of letters, digits and inner hyphens. */
-static int dns_ok(const char *s)
-{
-    size_t label = 0, n = strlen(s);
-    if (n == 0 || n > 253)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return 0;
-            label = 0;
-            continue;
-        }
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 (c == '-' && label > 0);
-        if (!ok || ++label > 63)
-            return 0;
-    }
-    return label > 0 && s[n - 1] != '-';
-}
-
-static int ip_ok(const char *s)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* Splits "localhost,127.0.0.1,::1" into DNS names and IP addresses (anything with ':' or only
- * digits and dots is an address). */
-static trellis_err_t split_hosts(char *hosts, const char **dns, size_t *n_dns, const char **ips,
-                                 size_t *n_ip, trellis_reason_t *reason)
-{
-    *n_dns = 0;
-    *n_ip = 0;
-    char *p = hosts;
-    while (p != NULL && *p != '\0') {
-        char *comma = strchr(p, ',');
-        if (comma != NULL)
-            *comma = '\0';
-        if (*p != '\0') {
-            int ip = strchr(p, ':') != NULL || strspn(p, "0123456789.") == strlen(p);
-            if (*n_dns + *n_ip >= HOSTS_MAX)
-                return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG,
-                                          "--hosts: more than %d names", HOSTS_MAX);
-            if (ip ? !ip_ok(p) : !dns_ok(p))
-                return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG,
-                                          "--hosts: '%.64s' is neither a host name nor an IP "
-                                          "address",
-                                          p);
-            if (ip)
-                ips[(*n_ip)++] = p;
-            else
-                dns[(*n_dns)++] = p;
-        }
-        p = comma != NULL ? comma + 1 : NULL;
-    }
-    if (*n_dns + *n_ip == 0)
-        return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "--hosts: no name given");
-    return TRELLIS_OK;
 }
 
 /* registrar.conf: the example generated from the option table, with the values init chose set
@@ -241,7 +178,7 @@ trellis_err_t trellis_registrar_init_dir(const trellis_registrar_init_t *opts,
                                   "--dir: keep the path under 180 characters");
     snprintf(hosts, sizeof(hosts), "%s",
              opts->hosts != NULL ? opts->hosts : "localhost,127.0.0.1,::1");
-    err = split_hosts(hosts, dns, &n_dns, ips, &n_ip, reason);
+    err = trellis_x509_split_hosts(hosts, dns, &n_dns, ips, &n_ip, HOSTS_MAX, reason);
     if (err != TRELLIS_OK)
         return err;
     for (size_t i = 0; i < N_INIT_FILES; i++) {

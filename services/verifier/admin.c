@@ -44,35 +44,6 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Splits "localhost,127.0.0.1,::1" into DNS names and IP addresses (anything with ':' or only
- * digits and dots is an address). */
-static trellis_err_t split_hosts(char *hosts, const char **dns, size_t *n_dns, const char **ips,
-                                 size_t *n_ip, trellis_reason_t *reason)
-{
-    *n_dns = 0;
-    *n_ip = 0;
-    char *p = hosts;
-    while (p != NULL && *p != '\0') {
-        char *comma = strchr(p, ',');
-        if (comma != NULL)
-            *comma = '\0';
-        if (*p != '\0') {
-            int ip = strchr(p, ':') != NULL || strspn(p, "0123456789.") == strlen(p);
-            if (*n_dns + *n_ip >= HOSTS_MAX)
-                return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG,
-                                          "--hosts: more than %d names", HOSTS_MAX);
-            if (ip)
-                ips[(*n_ip)++] = p;
-            else
-                dns[(*n_dns)++] = p;
-        }
-        p = comma != NULL ? comma + 1 : NULL;
-    }
-    if (*n_dns + *n_ip == 0)
-        return trellis_reason_set(reason, TRELLIS_ERR_INVALID_ARG, "--hosts: no name given");
-    return TRELLIS_OK;
-}
-
 /* verifier.conf: the example generated from the option table, with the values init chose set
  * right under the section header. */
 static trellis_err_t write_conf(const char *path, const char *dir, const char *verifier_id,
@@ -153,7 +124,7 @@ trellis_err_t trellis_verifier_init_dir(const trellis_verifier_init_t *opts,
                                   "--dir: keep the path under 180 characters");
     snprintf(hosts, sizeof(hosts), "%s",
              opts->hosts != NULL ? opts->hosts : "localhost,127.0.0.1,::1");
-    err = split_hosts(hosts, dns, &n_dns, ips, &n_ip, reason);
+    err = trellis_x509_split_hosts(hosts, dns, &n_dns, ips, &n_ip, HOSTS_MAX, reason);
     if (err != TRELLIS_OK)
         return err;
     for (size_t i = 0; i < N_INIT_FILES; i++) {

@@ -499,6 +499,46 @@ static void test_fingerprint(void **state)
     assert_int_equal(t, 0);
 }
 
+/* --hosts lists: names and addresses apart, bad entries and empty lists refused with a reason. */
+static void test_split_hosts(void **state)
+{
+    (void)state;
+    const char *dns[TRELLIS_X509_SANS_MAX], *ips[TRELLIS_X509_SANS_MAX];
+    size_t n_dns = 0, n_ip = 0;
+    trellis_reason_t why;
+    char good[] = "localhost,,127.0.0.1,::1,registrar.example.com,";
+    assert_int_equal(trellis_x509_split_hosts(good, dns, &n_dns, ips, &n_ip, 4, &why), TRELLIS_OK);
+    assert_int_equal(n_dns, 2);
+    assert_int_equal(n_ip, 2);
+    assert_string_equal(dns[0], "localhost");
+    assert_string_equal(dns[1], "registrar.example.com");
+    assert_string_equal(ips[0], "127.0.0.1");
+    assert_string_equal(ips[1], "::1");
+
+    static const struct {
+        const char *list;
+        const char *reason;
+    } bad[] = {
+        {"under_score.example", "'under_score.example' is neither a host name nor an IP address"},
+        {"-lead.example", "neither a host name nor an IP address"},
+        {"999.1.1.1", "'999.1.1.1' is neither a host name nor an IP address"},
+        {"fe80::zz", "neither a host name nor an IP address"},
+        {"a,b,c,d,e", "--hosts: more than 4 names"},
+        {",,", "--hosts: no name given"},
+        {"", "--hosts: no name given"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char list[64];
+        snprintf(list, sizeof(list), "%s", bad[i].list);
+        assert_int_equal(trellis_x509_split_hosts(list, dns, &n_dns, ips, &n_ip, 4, &why),
+                         TRELLIS_ERR_INVALID_ARG);
+        if (strstr(why.text, bad[i].reason) == NULL)
+            fail_msg("%s: reason \"%s\" lacks \"%s\"", bad[i].list, why.text, bad[i].reason);
+    }
+    assert_int_equal(trellis_x509_split_hosts(NULL, dns, &n_dns, ips, &n_ip, 4, &why),
+                     TRELLIS_ERR_INVALID_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -511,6 +551,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chain_and_bundle_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_subject_cn_refuses_ambiguity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
+        cmocka_unit_test(test_split_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
