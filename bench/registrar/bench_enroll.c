@@ -72,6 +72,8 @@
 #include "trellis/encoding.h"
 #include "trellis/psa_token.h"
 
+#include "ec_decode.h"
+
 #define LAT_MAX (4u * 1024u * 1024u)
 
 static double now_s(void)
@@ -876,6 +878,7 @@ static SSL_CTX *device_ctx(const char *ca, const char *groups, int cached)
     if (cached)
         SSL_CTX_set_cert_verify_callback(ctx, verify_cached, NULL);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     return ctx;
 }
@@ -946,6 +949,10 @@ static int run(int argc, char **argv)
         pthread_join(pt[i], NULL);
     if (atomic_load(&prep.failed))
         return 1;
+    if (!has_flag(argc, argv, "--provider-decode") && bench_ec_decode_install() != 0) {
+        fprintf(stderr, "bench_enroll: cannot register the built-in EC key method\n");
+        return 1;
+    }
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     double t0 = now_s();
