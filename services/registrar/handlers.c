@@ -144,8 +144,18 @@ void tr__reg_handle_crl(trellis_http_request_t *req, void *app)
 void tr__reg_handle_healthz(trellis_http_request_t *req, void *app)
 {
     trellis_registrar_t *r = app;
+    tr__reg_worker_t *w = trellis_http_request_worker_ctx(req);
+    static const uint8_t probe[TRELLIS_RSTORE_CHALLENGE_ID] = {0};
     tr__reg_writer_stats_t ws;
     char text[192];
+    int used = 0;
+    /* One indexed read on this worker's connection proves the registry answers: a registrar
+     * that cannot read it cannot enroll anyone, and a load balancer should know. */
+    if (w->store->challenge_used(w->store->ctx, probe, &used) != TRELLIS_OK) {
+        tr__reg_respond_error(req, r, TR__ROUTE_HEALTHZ, TRELLIS_ERR_UNAVAILABLE,
+                              "registry unavailable", (unsigned)r->cfg.retry_after_s);
+        return;
+    }
     tr__reg_writer_stats(r->writer, &ws);
     pthread_mutex_lock(&r->crl_lock);
     uint64_t crl = r->crl_number;

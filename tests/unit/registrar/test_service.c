@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -244,6 +245,34 @@ static void test_ca_crl_health_metrics(void **state)
         strstr(r.body, "trellis_registrar_requests_total{route=\"/v1/enroll\",code=\"201\"} 1"));
     rt_resp_free(&r);
     rt_device_cleanup(&d);
+}
+
+/* /healthz reads the registry: a registrar whose store cannot answer says so (503 unavailable,
+ * with Retry-After) instead of reporting ok while every enrollment fails. The fault is real: an
+ * operator's statement drops a table under the running service. */
+static void test_healthz_probes_registry(void **state)
+{
+    fixture_t *f = *state;
+    rt_resp_t r;
+    char ca[RT_PATH], retry[16];
+    rt_path(ca, sizeof(ca), f->env.dir, "trust.pem");
+    assert_int_equal(rt_https(f->port, ca, NULL, NULL, "GET", "/healthz", NULL, NULL, 0, &r), 200);
+    rt_resp_free(&r);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->env.cfg.registry, &db, SQLITE_OPEN_READWRITE, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE challenges", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    for (int i = 0; i < 4; i++) { /* every worker's connection, whichever answers */
+        assert_int_equal(rt_https(f->port, ca, NULL, NULL, "GET", "/healthz", NULL, NULL, 0, &r),
+                         503);
+        assert_code(&r, 503, "unavailable");
+        assert_true(rt_header(&r, "Retry-After", retry, sizeof(retry)));
+        assert_null(strstr(r.body, "\"status\":\"ok\""));
+        rt_resp_free(&r);
+    }
 }
 
 static void test_bad_requests(void **state)
@@ -800,6 +829,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_enroll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_crl_health_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healthz_probes_registry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verdict_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verifier_failures, setup, teardown),
