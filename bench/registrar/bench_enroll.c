@@ -8,7 +8,7 @@
  *       so that the load generator can sign each device's evidence.
  *   bench_enroll run --ca TRUST.pem --port PORT --keys KEYS --first I --devices N
  *                    --concurrency C --seconds T [--retry] [--threads L] [--groups LIST]
- *                    [--verify full|cached]
+ *                    [--verify full|cached] [--provider-decode]
  *       enrolls devices I, I+1, ... C at a time for T seconds (or until all N are done), each
  *       device as a real one does it: a fresh TCP connection and a full TLS 1.3 handshake (no
  *       resumption, nothing stored) verifying the registrar's certificate against the
@@ -24,12 +24,16 @@
  *       CertificateVerify signature and Finished, so the registrar's work is the same, while
  *       the simulated devices, which share the servers' cores here, stop paying the same chain
  *       validation thousands of times; --verify full validates it in every handshake, as a
- *       lone device does. CSRs (one operational key per device) are made before the
- *       clock starts. With --retry, a device answered 429 or 503, or whose connection is closed
- *       at once, backs off and tries again (a mass power-on). Prints JSON: enrollments per
- *       second, p50 / p99 latency (connect to certificate, retries included), the load
- *       generator's CPU per enrollment, retries, outcomes by status (1: 201 with a certificate
- *       the device cannot use; 2: a challenge answer it cannot read).
+ *       lone device does. The devices read TLS records ahead (one read for what has arrived,
+ *       not a header and a body each) and decode the registrar's P-256 key with libcrypto's
+ *       built-in EC method instead of setting up OpenSSL 3.0's provider decoder chain for each
+ *       certificate (ec_decode.c); --provider-decode keeps the latter. CSRs (one operational
+ *       key per device) are made before the clock starts. With --retry, a device answered 429
+ *       or 503, or whose connection is closed at once, backs off and tries again (a mass
+ *       power-on). Prints JSON: enrollments per second, p50 / p99 latency (connect to
+ *       certificate, retries included), the load generator's CPU per enrollment, retries,
+ *       outcomes by status (1: 201 with a certificate the device cannot use; 2: a challenge
+ *       answer it cannot read).
  *   bench_enroll ceiling --threads N --seconds T
  *       OpenSSL's P-256 sign and verify rates on N threads, and the enrollment ceiling they
  *       allow: one first-time enrollment costs, on the servers, three verifies (the CSR's
@@ -903,7 +907,7 @@ static int run(int argc, char **argv)
         (verify != NULL && strcmp(verify, "full") != 0 && strcmp(verify, "cached") != 0)) {
         fprintf(stderr, "usage: bench_enroll run --ca TRUST.pem --port PORT --keys FILE --first I "
                         "--devices N --concurrency C --seconds T [--retry] [--threads N] "
-                        "[--groups LIST] [--verify full|cached]\n");
+                        "[--groups LIST] [--verify full|cached] [--provider-decode]\n");
         return 2;
     }
     if (nloops > conc)
