@@ -218,7 +218,10 @@ trellis_err_t tr__reg_writer_push(tr__reg_writer_t *w, trellis_rstore_op_t *op,
     }
     w->ring[(w->head + w->count) % w->cap] = (entry_t){.op = op, .done = done, .arg = arg};
     w->count++;
-    pthread_cond_signal(&w->wake);
+    /* The writer waits for the first operation of a batch, or lingers for a full one: any other
+     * push would only wake it to go back to sleep (a context switch per enrollment). */
+    if (w->count == 1 || w->count == w->batch_max)
+        pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     return TRELLIS_OK;
 }

@@ -169,6 +169,82 @@ static void test_full_queue_and_drain(void **state)
     assert_int_equal(st.ops, 0);
 }
 
+/* The first batch is held in after_batch until the test has queued two more operations, so the
+ * next batch has company and the writer lingers; then a full batch (batch_max) must go at once
+ * instead of waiting out the linger (a minute here, far beyond the test's patience). Pushes in
+ * between do not wake the writer; the one that fills the batch does. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static int hold_first = 1, held;
+
+static void hold_batch(void *arg, const trellis_rstore_op_t *ops, size_t n)
+{
+    (void)arg;
+    (void)ops;
+    (void)n;
+    pthread_mutex_lock(&hold_lock);
+    held = 1;
+    pthread_cond_broadcast(&hold_cond);
+    while (hold_first)
+        pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+}
+
+static void push_consume(fixture_t *f, tr__reg_writer_t *w, trellis_rstore_op_t *op, int key)
+{
+    memset(op, 0, sizeof(*op));
+    op->type = TRELLIS_RSTORE_OP_CONSUME;
+    memcpy(op->challenge_id, &key, sizeof(key));
+    op->challenge_expires = (int64_t)time(NULL) + 60;
+    assert_int_equal(tr__reg_writer_push(w, op, on_done, f), TRELLIS_OK);
+}
+
+static void wait_done(fixture_t *f, int n)
+{
+    for (int i = 0; i < 1000 && atomic_load(&f->done) < n; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&f->done), n);
+}
+
+static void test_full_batch_does_not_linger(void **state)
+{
+    fixture_t *f = *state;
+    tr__reg_writer_t *w = NULL;
+    trellis_rstore_op_t ops[7];
+    tr__reg_writer_hooks_t hooks = {.arg = f, .after_batch = hold_batch};
+    enum { BATCH = 4 };
+    assert_int_equal(tr__reg_writer_new(f->s, 64, BATCH, 60u * 1000u * 1000u, 60000, &hooks, &w),
+                     TRELLIS_OK);
+    assert_int_equal(tr__reg_writer_start(w), TRELLIS_OK);
+    push_consume(f, w, &ops[0], 1);
+    pthread_mutex_lock(&hold_lock);
+    while (!held)
+        pthread_cond_wait(&hold_cond, &hold_lock);
+    pthread_mutex_unlock(&hold_lock);
+    /* The writer sits in the first batch's hook: these two form the next batch together. */
+    push_consume(f, w, &ops[1], 2);
+    push_consume(f, w, &ops[2], 3);
+    pthread_mutex_lock(&hold_lock);
+    hold_first = 0;
+    pthread_cond_broadcast(&hold_cond);
+    pthread_mutex_unlock(&hold_lock);
+    wait_done(f, 3);
+    /* Its last batch had company: the next operation wakes it and it lingers for more (given
+     * time to get there: were it slower, the test would only pass without proving anything);
+     * the push that fills the batch ends the lingering. */
+    push_consume(f, w, &ops[3], 4);
+    usleep(100000);
+    for (int i = 1; i < BATCH; i++)
+        push_consume(f, w, &ops[3 + i], 4 + i);
+    wait_done(f, 3 + BATCH);
+    assert_int_equal(atomic_load(&f->ok), 3 + BATCH);
+    tr__reg_writer_stats_t st;
+    tr__reg_writer_stats(w, &st);
+    assert_int_equal(st.batches, 3);
+    assert_int_equal(st.largest_batch, BATCH);
+    tr__reg_writer_free(w);
+}
+
 static void test_arguments(void **state)
 {
     fixture_t *f = *state;
@@ -188,6 +264,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_queue_and_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_batch_does_not_linger, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
