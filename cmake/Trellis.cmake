@@ -84,3 +84,14 @@ function(trellis_add_subdirectories)
         endif()
     endforeach()
 endfunction()
+
+# trellis_program(TARGET): what every program of the release build links besides its own
+# libraries. With TRELLIS_TCMALLOC, tcmalloc replaces the C library's malloc for the whole
+# process, OpenSSL's many small allocations included (docs/decisions.md, "Allocator"); it is
+# linked even though no symbol of it is named, which --as-needed would drop.
+function(trellis_program target)
+    if(TRELLIS_TCMALLOC)
+        target_link_libraries(${target} PRIVATE "-Wl,--push-state,--no-as-needed"
+                              PkgConfig::DEP_TCMALLOC "-Wl,--pop-state")
+    endif()
+endfunction()
