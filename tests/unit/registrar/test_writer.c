@@ -75,17 +75,22 @@ typedef struct {
     trellis_rstore_op_t ops[100];
 } pusher_t;
 
+/* A CONSUME of the challenge id made of key, unexpired for a minute. */
+static void consume_op(trellis_rstore_op_t *op, int key)
+{
+    memset(op, 0, sizeof(*op));
+    op->type = TRELLIS_RSTORE_OP_CONSUME;
+    memcpy(op->challenge_id, &key, sizeof(key));
+    op->challenge_expires = (int64_t)time(NULL) + 60;
+}
+
 static void *push_many(void *arg)
 {
     pusher_t *p = arg;
     for (int i = 0; i < 100; i++) {
         trellis_rstore_op_t *op = &p->ops[i];
-        memset(op, 0, sizeof(*op));
-        op->type = TRELLIS_RSTORE_OP_CONSUME;
         /* Every second challenge repeats one of another thread: exactly one of each pair wins. */
-        int key = i % 2 == 0 ? p->thread * 1000 + i : i;
-        memcpy(op->challenge_id, &key, sizeof(key));
-        op->challenge_expires = (int64_t)time(NULL) + 60;
+        consume_op(op, i % 2 == 0 ? p->thread * 1000 + i : i);
         while (tr__reg_writer_push(p->w, op, on_done, p->f) != TRELLIS_OK)
             usleep(100);
     }
@@ -149,10 +154,7 @@ static void test_full_queue_and_drain(void **state)
     assert_int_equal(tr__reg_writer_start(w), TRELLIS_ERR_INVALID_ARG);
     int accepted = 0, refused = 0;
     for (int i = 0; i < 20; i++) {
-        memset(&ops[i], 0, sizeof(ops[i]));
-        ops[i].type = TRELLIS_RSTORE_OP_CONSUME;
-        ops[i].challenge_id[0] = (uint8_t)(i + 1);
-        ops[i].challenge_expires = (int64_t)time(NULL) + 60;
+        consume_op(&ops[i], i + 1);
         if (tr__reg_writer_push(w, &ops[i], on_done, f) == TRELLIS_OK)
             accepted++;
         else
@@ -192,10 +194,7 @@ static void hold_batch(void *arg, const trellis_rstore_op_t *ops, size_t n)
 
 static void push_consume(fixture_t *f, tr__reg_writer_t *w, trellis_rstore_op_t *op, int key)
 {
-    memset(op, 0, sizeof(*op));
-    op->type = TRELLIS_RSTORE_OP_CONSUME;
-    memcpy(op->challenge_id, &key, sizeof(key));
-    op->challenge_expires = (int64_t)time(NULL) + 60;
+    consume_op(op, key);
     assert_int_equal(tr__reg_writer_push(w, op, on_done, f), TRELLIS_OK);
 }
 
