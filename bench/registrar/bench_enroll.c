@@ -953,6 +953,9 @@ static int run(int argc, char **argv)
         pthread_join(pt[i], NULL);
     if (atomic_load(&prep.failed))
         return 1;
+    /* Only now that the keys and CSRs are made: as the default EC method it would also take
+     * over key generation and import, which lib/crypto does through the providers (and which
+     * fail through the legacy method). */
     if (!has_flag(argc, argv, "--provider-decode") && bench_ec_decode_install() != 0) {
         fprintf(stderr, "bench_enroll: cannot register the built-in EC key method\n");
         return 1;
