@@ -42,7 +42,7 @@ function(trellis_unit_test name)
     add_executable(${name} ${ARG_SOURCES})
     target_include_directories(${name} PRIVATE ${TRELLIS_INCLUDE_DIR}
                                ${PROJECT_SOURCE_DIR}/tests/support)
-    target_link_libraries(${name} PRIVATE ${ARG_LIBS} PkgConfig::DEP_CMOCKA)
+    target_link_libraries(${name} PRIVATE ${ARG_LIBS} trellis_test_dirs PkgConfig::DEP_CMOCKA)
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES LABELS "unit;${ARG_LABELS}"
         ENVIRONMENT "TRELLIS_SOURCE_DIR=${PROJECT_SOURCE_DIR};TRELLIS_BUILD_DIR=${PROJECT_BINARY_DIR};CMOCKA_MESSAGE_OUTPUT=stdout")

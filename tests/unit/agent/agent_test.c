@@ -1,6 +1,5 @@
 #include "agent_test.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,36 +11,6 @@
 #include "trellis/fsutil.h"
 #include "trellis/rot_file.h"
 #include "trellis/x509.h"
-
-void agent_test_tmpdir(char *out, size_t size)
-{
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0')
-        tmp = "/tmp";
-    snprintf(out, size, "%s/trellis-agent-test.XXXXXX", tmp);
-    assert_non_null(mkdtemp(out));
-}
-
-void agent_test_rmtree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[2048];
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        struct stat st;
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            agent_test_rmtree(path);
-        else
-            unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 void agent_test_device(const char *parent, const char *name, const char *registrar_url,
                        const char *ca_pem_file, char *dir_out, size_t dir_size,

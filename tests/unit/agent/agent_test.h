@@ -5,14 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "test_dirs.h"
 #include "agent.h"
 #include "test_pki.h"
-
-/* A fresh directory under $TMPDIR (or /tmp). */
-void agent_test_tmpdir(char *out, size_t size);
-
-/* Removes a directory tree made by a test. */
-void agent_test_rmtree(const char *dir);
 
 /*
  * Makes a device directory under parent: a file RoT key, factory.json naming the registrar URL

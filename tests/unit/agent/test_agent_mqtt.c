@@ -86,7 +86,7 @@ static int world_setup(void **state)
     snprintf(W->crl, sizeof(W->crl), "%s/device-ca.crl", W->pki.dir);
     assert_int_equal(trellis_mosq_write_crl(W->crl, W->pki.ca, W->pki.ca_pkey, NULL, 0),
                      TRELLIS_OK);
-    agent_test_tmpdir(W->work, sizeof(W->work));
+    trellis_test_tmpdir(W->work, sizeof(W->work), "agent-test");
     snprintf(W->db, sizeof(W->db), "%s/telemetry.db", W->work);
     assert_int_equal(trellis_mosq_harness_init(&W->h, W->pki.ca_cert, W->crl), TRELLIS_OK);
     assert_int_equal(trellis_mosq_harness_start(&W->h), TRELLIS_OK);
@@ -101,7 +101,7 @@ static int world_teardown(void **state)
     ingest_stop();
     W->reader.close(W->reader.ctx);
     trellis_mosq_harness_destroy(&W->h);
-    agent_test_rmtree(W->work);
+    trellis_test_rmtree(W->work);
     trellis_test_pki_destroy(&W->pki);
     mosquitto_lib_cleanup();
     free(W);

@@ -30,7 +30,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    agent_test_tmpdir(f->dir, sizeof(f->dir));
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "agent-test");
     *state = f;
     return 0;
 }
@@ -38,7 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    agent_test_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -1,6 +1,4 @@
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,32 +8,6 @@
 #include "device_test_util.h"
 #include "pkcs11_internal.h"
 #include "test_support.h"
-
-void dt_mkdtemp(char *out, size_t size)
-{
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    int n = snprintf(out, size, "%s/trellis-device-XXXXXX", base);
-    assert_true(n > 0 && (size_t)n < size);
-    assert_non_null(mkdtemp(out));
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-void dt_rmtree(const char *path)
-{
-    if (path != NULL && path[0] != '\0') {
-        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    }
-}
 
 void dt_write_file(const char *path, const void *data, size_t len, unsigned mode)
 {
@@ -94,7 +66,7 @@ void dt_softhsm_setup(dt_softhsm_t *hsm, const char *label)
     if (hsm->module == NULL) {
         fail_msg("SoftHSM2 is not installed (package softhsm2); scripts/install-deps installs it");
     }
-    dt_mkdtemp(hsm->dir, sizeof(hsm->dir));
+    trellis_test_tmpdir(hsm->dir, sizeof(hsm->dir), "device");
     snprintf(hsm->tokens, sizeof(hsm->tokens), "%s/tokens", hsm->dir);
     snprintf(hsm->conf, sizeof(hsm->conf), "%s/softhsm2.conf", hsm->dir);
     assert_int_equal(mkdir(hsm->tokens, 0700), 0);
@@ -138,7 +110,7 @@ void dt_softhsm_setup(dt_softhsm_t *hsm, const char *label)
 
 void dt_softhsm_teardown(dt_softhsm_t *hsm)
 {
-    dt_rmtree(hsm->dir);
+    trellis_test_rmtree(hsm->dir);
     unsetenv("SOFTHSM2_CONF");
     memset(hsm, 0, sizeof(*hsm));
 }

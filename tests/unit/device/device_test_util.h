@@ -6,11 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Creates a fresh directory under $TMPDIR (or /tmp) into out; aborts the test on failure. */
-void dt_mkdtemp(char *out, size_t size);
-
-/* Removes a directory tree; quiet if it is already gone. */
-void dt_rmtree(const char *path);
+#include "test_dirs.h"
 
 /* Writes len bytes to path with mode; aborts the test on failure. */
 void dt_write_file(const char *path, const void *data, size_t len, unsigned mode);

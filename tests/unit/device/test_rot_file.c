@@ -25,7 +25,7 @@ static int setup(void **state)
 {
     static fixture_t f;
     memset(&f, 0, sizeof(f));
-    dt_mkdtemp(f.dir, sizeof(f.dir));
+    trellis_test_tmpdir(f.dir, sizeof(f.dir), "device");
     snprintf(f.key, sizeof(f.key), "%s/%s", f.dir, TRELLIS_ROT_FILE_KEY_NAME);
     assert_int_equal(trellis_rot_file_generate(f.dir, 0, f.point), TRELLIS_OK);
     *state = &f;
@@ -35,7 +35,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    dt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     return 0;
 }
 
@@ -159,7 +159,7 @@ static void test_key_file_refusals(void **state)
     }
 
     /* No key, no directory, bad arguments. */
-    dt_mkdtemp(other, sizeof(other));
+    trellis_test_tmpdir(other, sizeof(other), "device");
     assert_int_equal(trellis_rot_file_open(&rot, other, NULL, &port, &r), TRELLIS_ERR_NOT_FOUND);
     assert_int_equal(trellis_rot_file_generate("/nonexistent/dir", 0, point),
                      TRELLIS_ERR_NOT_FOUND);
@@ -199,7 +199,7 @@ static void test_key_file_refusals(void **state)
     assert_int_equal(unlink(path), 0);
     assert_int_equal(symlink(f->key, path), 0);
     assert_int_equal(trellis_rot_file_open(&rot, other, NULL, &port, &r), TRELLIS_ERR_PERMISSION);
-    dt_rmtree(other);
+    trellis_test_rmtree(other);
 }
 
 static void fill_factory(trellis_device_factory_t *fd, const uint8_t point[65])

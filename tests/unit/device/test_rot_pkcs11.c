@@ -387,7 +387,7 @@ static void test_pin_source_and_device_open(void **state)
     trellis_rot_pkcs11_close(&rot);
 
     /* A device directory whose factory.json points into the token (no PIN in it). */
-    dt_mkdtemp(dir, sizeof(dir));
+    trellis_test_tmpdir(dir, sizeof(dir), "device");
     memset(&fd, 0, sizeof(fd));
     assert_int_equal(trellis_device_id_from_point(point, fd.device_id), TRELLIS_OK);
     snprintf(fd.serial, sizeof(fd.serial), "SN-pin");
@@ -412,7 +412,7 @@ static void test_pin_source_and_device_open(void **state)
     fd.device_id[5] = fd.device_id[5] == '0' ? '1' : '0';
     opts.pin = DT_USER_PIN;
     assert_int_equal(trellis_device_rot_open(&drot, dir, &fd, &opts, &r), TRELLIS_ERR_BAD_KEY);
-    dt_rmtree(dir);
+    trellis_test_rmtree(dir);
 }
 
 static void test_evidence(void **state)

@@ -45,7 +45,7 @@ static int setup(void **state)
     static fixture_t fx;
     trellis_reason_t r;
     memset(&fx, 0, sizeof(fx));
-    dt_mkdtemp(fx.dir, sizeof(fx.dir));
+    trellis_test_tmpdir(fx.dir, sizeof(fx.dir), "device");
     snprintf(fx.fab, sizeof(fx.fab), "%s/fab-1", fx.dir);
     assert_int_equal(tr__factory_init(fx.fab, "fab-1", &r), TRELLIS_OK);
     assert_int_equal(tr__factory_open(fx.fab, &fx.f, &r), TRELLIS_OK);
@@ -57,7 +57,7 @@ static int teardown(void **state)
 {
     fixture_t *fx = *state;
     tr__factory_close(&fx->f);
-    dt_rmtree(fx->dir);
+    trellis_test_rmtree(fx->dir);
     return 0;
 }
 

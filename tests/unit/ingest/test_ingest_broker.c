@@ -266,7 +266,7 @@ static int world_setup(void **state)
     snprintf(W->crl, sizeof(W->crl), "%s/device-ca.crl", W->pki.dir);
     assert_int_equal(trellis_mosq_write_crl(W->crl, W->pki.ca, W->pki.ca_pkey, NULL, 0),
                      TRELLIS_OK);
-    ingest_test_tmpdir(W->work, sizeof(W->work));
+    trellis_test_tmpdir(W->work, sizeof(W->work), "ingest-test");
     mosquitto_lib_init();
     if (getenv("TRELLIS_TEST_DEBUG") != NULL)
         trellis_log_set_level(TRELLIS_LOG_DEBUG);
@@ -279,7 +279,7 @@ static int world_teardown(void **state)
 {
     (void)state;
     trellis_mosq_harness_destroy(&W->h);
-    ingest_test_rmtree(W->work);
+    trellis_test_rmtree(W->work);
     trellis_test_pki_destroy(&W->pki);
     mosquitto_lib_cleanup();
     free(W);

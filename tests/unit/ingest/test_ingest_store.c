@@ -24,7 +24,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    ingest_test_tmpdir(f->dir, sizeof(f->dir));
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "ingest-test");
     snprintf(f->db, sizeof(f->db), "%s/t.db", f->dir);
     assert_int_equal(trellis_ingest_sqlite_open(f->db, false, &f->store, NULL), TRELLIS_OK);
     *state = f;
@@ -36,7 +36,7 @@ static int teardown(void **state)
     fixture_t *f = *state;
     if (f->store.close != NULL)
         f->store.close(f->store.ctx);
-    ingest_test_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -1,12 +1,7 @@
-/* nftw() is an X/Open extension. */
-#define _XOPEN_SOURCE 700
-
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,29 +21,6 @@
 #include "trellis/json.h"
 #include "trellis/psa_token.h"
 #include "trellis/verifier.h"
-
-void rt_tmpdir(char *out, size_t size, const char *tag)
-{
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    int n = snprintf(out, size, "%s/trellis-%s-XXXXXX", base, tag);
-    assert_true(n > 0 && (size_t)n < size);
-    assert_non_null(mkdtemp(out));
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-void rt_rmtree(const char *dir)
-{
-    assert_int_equal(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
-}
 
 void rt_path(char *out, size_t size, const char *dir, const char *name)
 {
@@ -147,7 +119,7 @@ void rt_env_init(rt_env_t *env)
     trellis_reason_t why;
     char pub[RT_PATH];
     memset(env, 0, sizeof(*env));
-    rt_tmpdir(env->root, sizeof(env->root), "registrar");
+    trellis_test_tmpdir(env->root, sizeof(env->root), "registrar");
     rt_path(env->dir, sizeof(env->dir), env->root, "reg");
     trellis_registrar_init_t init = {.dir = env->dir, .oem = RT_OEM};
     if (trellis_registrar_init_dir(&init, &why) != TRELLIS_OK)
@@ -182,7 +154,7 @@ void rt_env_cleanup(rt_env_t *env)
 {
     EVP_PKEY_free(env->verdict_key);
     trellis_test_pki_destroy(&env->pki);
-    rt_rmtree(env->root);
+    trellis_test_rmtree(env->root);
     memset(env, 0, sizeof(*env));
 }
 

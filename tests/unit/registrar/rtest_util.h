@@ -14,6 +14,7 @@
 
 #include <openssl/evp.h>
 
+#include "test_dirs.h"
 #include "registrar_internal.h"
 #include "test_pki.h"
 #include "trellis/http_server.h"
@@ -22,8 +23,6 @@
 #define RT_PATH 512
 #define RT_OEM  "acme"
 
-void rt_tmpdir(char *out, size_t size, const char *tag);
-void rt_rmtree(const char *dir);
 void rt_path(char *out, size_t size, const char *dir, const char *name);
 
 /* A device: its RoT key and id, and an operational key for its CSRs. */

@@ -24,7 +24,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    rt_tmpdir(f->dir, sizeof(f->dir), "rstore");
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "rstore");
     rt_path(f->path, sizeof(f->path), f->dir, "registry.db");
     trellis_rstore_sqlite_opts_t o = {.durable = 0, .busy_timeout_ms = 2000, .create = 1};
     assert_int_equal(trellis_rstore_open_sqlite(f->path, &o, &f->s), TRELLIS_OK);
@@ -36,7 +36,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     trellis_rstore_close(f->s);
-    rt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

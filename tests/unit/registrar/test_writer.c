@@ -24,7 +24,7 @@ static int setup(void **state)
     fixture_t *f = calloc(1, sizeof(*f));
     char path[RT_PATH];
     assert_non_null(f);
-    rt_tmpdir(f->dir, sizeof(f->dir), "writer");
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "writer");
     rt_path(path, sizeof(path), f->dir, "registry.db");
     trellis_rstore_sqlite_opts_t o = {.durable = 1, .busy_timeout_ms = 2000, .create = 1};
     assert_int_equal(trellis_rstore_open_sqlite(path, &o, &f->s), TRELLIS_OK);
@@ -36,7 +36,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     trellis_rstore_close(f->s);
-    rt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -16,7 +16,7 @@ static int setup(void **state)
     (void)state;
     char vdir[300];
     trellis_reason_t why;
-    vt_tmpdir(g_dir, sizeof(g_dir), "config");
+    trellis_test_tmpdir(g_dir, sizeof(g_dir), "config");
     snprintf(vdir, sizeof(vdir), "%s/v", g_dir);
     trellis_verifier_init_t init = {.dir = vdir, .verifier_id = "verifier-cfg"};
     if (trellis_verifier_init_dir(&init, &why) != TRELLIS_OK)
@@ -30,7 +30,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    vt_rmtree(g_dir);
+    trellis_test_rmtree(g_dir);
     return 0;
 }
 

@@ -97,7 +97,7 @@ static int setup(void **state)
     assert_non_null(f);
     /* Writes to a connection the server cut must fail with EPIPE, not end the test. */
     signal(SIGPIPE, SIG_IGN);
-    vt_tmpdir(f->dir, sizeof(f->dir), "service");
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "service");
     trellis_verifier_init_t init = {.dir = f->dir, .verifier_id = "verifier-test"};
     if (trellis_verifier_init_dir(&init, &why) != TRELLIS_OK)
         fail_msg("init: %s", why.text);
@@ -165,7 +165,7 @@ static int teardown(void **state)
     for (unsigned i = 0; i < N_DEV; i++)
         vt_device_cleanup(&f->dev[i]);
     EVP_PKEY_free(f->fkey);
-    vt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

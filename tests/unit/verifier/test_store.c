@@ -23,7 +23,7 @@ static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    vt_tmpdir(f->dir, sizeof(f->dir), "store");
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "store");
     snprintf(f->db, sizeof(f->db), "%s/registry.db", f->dir);
     trellis_vstore_sqlite_opts_t o = {.durable = 0, .busy_timeout_ms = 200, .create = 1};
     assert_int_equal(trellis_vstore_open_sqlite(f->db, &o, &f->s), TRELLIS_OK);
@@ -44,7 +44,7 @@ static int teardown(void **state)
     trellis_vstore_close(f->s);
     for (unsigned i = 0; i < N_DEV; i++)
         vt_device_cleanup(&f->dev[i]);
-    vt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

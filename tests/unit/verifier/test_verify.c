@@ -51,7 +51,7 @@ static int setup(void **state)
     char db[300];
     uint8_t point[65];
     assert_non_null(f);
-    vt_tmpdir(f->dir, sizeof(f->dir), "verify");
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "verify");
     snprintf(db, sizeof(db), "%s/registry.db", f->dir);
     trellis_vstore_sqlite_opts_t o = {.durable = 0, .busy_timeout_ms = 200, .create = 1};
     assert_int_equal(trellis_vstore_open_sqlite(db, &o, &f->s), TRELLIS_OK);
@@ -84,7 +84,7 @@ static int teardown(void **state)
     EVP_PKEY_free(f->fkey);
     EVP_PKEY_free(f->vkey);
     trellis_vstore_close(f->s);
-    vt_rmtree(f->dir);
+    trellis_test_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -1,13 +1,8 @@
-/* nftw() is an X/Open extension. */
-#define _XOPEN_SOURCE 700
-
 #include "vtest_util.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "test_support.h"
 #include "trellis/cose.h"
@@ -108,28 +103,6 @@ size_t vt_token_make(EVP_PKEY *signer, const uint8_t point[65], const uint8_t *c
     if (err != TRELLIS_OK)
         fail_msg("token encode: %s", why.text);
     return len;
-}
-
-void vt_tmpdir(char *out, size_t size, const char *tag)
-{
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    snprintf(out, size, "%s/trellis-%s-XXXXXX", base, tag);
-    assert_non_null(mkdtemp(out));
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-void vt_rmtree(const char *dir)
-{
-    assert_int_equal(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 trellis_vstore_counts_t vt_counts(trellis_vstore_t *s)

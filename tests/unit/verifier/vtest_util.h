@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "test_dirs.h"
 #include "trellis/verifier_store.h"
 
 typedef struct {
@@ -42,10 +43,6 @@ void vt_record_line(const vt_device_t *d, char *out, size_t size);
 size_t vt_token_make(EVP_PKEY *signer, const uint8_t point[65], const uint8_t *challenge,
                      size_t challenge_len, const uint8_t *csr, size_t csr_len, uint16_t lifecycle,
                      uint8_t *out, size_t out_size);
-
-/* mkdtemp under $TMPDIR or /tmp, and its removal with everything in it. */
-void vt_tmpdir(char *out, size_t size, const char *tag);
-void vt_rmtree(const char *dir);
 
 /* Counts of the registry, for "nothing changed" assertions. */
 trellis_vstore_counts_t vt_counts(trellis_vstore_t *s);

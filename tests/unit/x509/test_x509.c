@@ -1,10 +1,6 @@
-/* nftw() is an X/Open extension. */
-#define _XOPEN_SOURCE 700
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include "test_dirs.h"
 #include "test_support.h"
 #include "trellis/crypto.h"
 #include "trellis/x509.h"
@@ -22,28 +19,6 @@ typedef struct {
     EVP_PKEY *ca_key;
     X509 *ca;
 } fixture_t;
-
-static void make_tmpdir(char *out, size_t size)
-{
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    snprintf(out, size, "%s/trellis-x509-XXXXXX", base);
-    assert_non_null(mkdtemp(out));
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir)
-{
-    assert_int_equal(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), 0);
-}
 
 static X509 *issue_ca(EVP_PKEY *key, const char *cn, unsigned days)
 {
@@ -62,7 +37,7 @@ static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    make_tmpdir(f->dir, sizeof(f->dir));
+    trellis_test_tmpdir(f->dir, sizeof(f->dir), "x509");
     assert_int_equal(trellis_p256_generate(&f->ca_key), TRELLIS_OK);
     f->ca = issue_ca(f->ca_key, "Test CA", 3650);
     *state = f;
@@ -72,7 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    remove_tree(f->dir);
+    trellis_test_rmtree(f->dir);
     X509_free(f->ca);
     EVP_PKEY_free(f->ca_key);
     free(f);
