@@ -10,6 +10,7 @@
 #ifndef TRELLIS_ERROR_H
 #define TRELLIS_ERROR_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* X(NAME, NUMBER, MESSAGE, API_CODE, HTTP_STATUS) */
@@ -92,5 +93,14 @@ trellis_err_t trellis_reason_set(trellis_reason_t *reason, trellis_err_t err, co
 
 /* Clears reason (if not NULL) to the empty string. */
 void trellis_reason_clear(trellis_reason_t *reason);
+
+/* A command-line tool's error: "PROGRAM WHAT: message SUFFIX" as ONE line on stderr (line
+ * breaks in the message become spaces), so scripts and logs see one line per failure. */
+void trellis_report_error(const char *program, const char *what, const char *suffix,
+                          const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 0)))
+#endif
+    ;
 
 #endif /* TRELLIS_ERROR_H */

@@ -1,6 +1,7 @@
 /* The agent's context, configuration loading, and small helpers shared by the subcommands. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,28 +15,11 @@
 #include "trellis/fsutil.h"
 #include "trellis/log.h"
 
-static void print_line(const char *what, const char *fmt, va_list ap, const char *suffix)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 0)))
-#endif
-    ;
-
-static void print_line(const char *what, const char *fmt, va_list ap, const char *suffix)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    for (char *p = msg; *p != '\0'; p++) {
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    }
-    fprintf(stderr, "trellis-device %s: %s%s\n", what, msg, suffix);
-}
-
 int tr__agent_fail(const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    print_line(what, fmt, ap, "");
+    trellis_report_error("trellis-device", what, "", fmt, ap);
     va_end(ap);
     return 1;
 }
@@ -44,7 +28,7 @@ int tr__agent_usage(const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    print_line(what, fmt, ap, " (see --help)");
+    trellis_report_error("trellis-device", what, " (see --help)", fmt, ap);
     va_end(ap);
     return 2;
 }
@@ -72,8 +56,55 @@ int tr__agent_load_config(const char *what, const trellis_conf_spec_t *spec, voi
     }
     if (trellis_log_level_parse(agent->log_level, &level) != 0)
         return tr__agent_usage(what, "--log-level must be debug, info, warn, error or off");
+    /* No subcommand takes positional arguments: everything is an option. */
+    if (*argc > 1)
+        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
     trellis_log_set_level(level);
     return -1;
+}
+
+int tr__agent_start(const char *what, const char *state_dir, const tr__agent_config_t *cfg,
+                    tr__agent_t **out)
+{
+    trellis_reason_t reason;
+    /* The context holds factory.json (~40 KiB): on the heap, not the stack. */
+    tr__agent_t *a = calloc(1, sizeof(*a));
+    *out = NULL;
+    if (a == NULL)
+        return tr__agent_fail(what, "out of memory");
+    if (tr__agent_open(a, state_dir, cfg, &reason) != TRELLIS_OK) {
+        free(a);
+        return tr__agent_fail(what, "%s", reason.text);
+    }
+    *out = a;
+    return 0;
+}
+
+void tr__agent_free(tr__agent_t *a)
+{
+    if (a == NULL)
+        return;
+    tr__agent_close(a);
+    free(a);
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+void tr__agent_catch_signals(tr__agent_t *a)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    a->stop = &stop_requested;
 }
 
 trellis_err_t tr__agent_path(const tr__agent_t *a, const char *name,

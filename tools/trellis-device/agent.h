@@ -314,10 +314,28 @@ int tr__cmd_request(const char *state_dir, int argc, char **argv);
 int tr__cmd_install(const char *state_dir, int argc, char **argv);
 
 /* Shared by the subcommands: loads the configuration for the table of a subcommand (cfg_size
- * bytes at cfg, whose tr__agent_config_t lives at agent_offset), applies the log level, and
- * prints --help. Returns -1 to continue, else the exit status to return. */
+ * bytes at cfg, whose tr__agent_config_t is agent), applies the log level, prints --help, and
+ * refuses positional arguments. Returns -1 to continue, else the exit status to return. */
 int tr__agent_load_config(const char *what, const trellis_conf_spec_t *spec, void *cfg,
                           tr__agent_config_t *agent, const char *state_dir, int *argc, char **argv);
+
+/* Allocates and opens the agent's context for a subcommand (tr__agent_open), reporting a failure
+ * on stderr. Returns 0 with *out set (free it with tr__agent_free), else the exit status. */
+int tr__agent_start(const char *what, const char *state_dir, const tr__agent_config_t *cfg,
+                    tr__agent_t **out);
+void tr__agent_free(tr__agent_t *a);
+
+/* SIGINT and SIGTERM set *a->stop from now on, so long waits end cleanly. */
+void tr__agent_catch_signals(tr__agent_t *a);
+
+/* The option table of a subcommand: program "trellis-device --state DIR CMD", the [device]
+ * section and TRELLIS_DEVICE_ environment, config struct st, rows opts (a static array). */
+#define TR__AGENT_SPEC(cmd, text, st, opts)                                                        \
+    {                                                                                              \
+        .program = "trellis-device --state DIR " cmd, .summary = text, .args = NULL,               \
+        .section = "device", .env_prefix = "TRELLIS_DEVICE", .default_path = NULL,                 \
+        .cfg_size = sizeof(st), .options = opts, .n_options = sizeof(opts) / sizeof(opts[0]),      \
+    }
 
 /* One-line error on stderr ("trellis-device what: message"); returns 1. Usage: returns 2. */
 int tr__agent_fail(const char *what, const char *fmt, ...)

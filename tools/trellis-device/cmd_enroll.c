@@ -18,25 +18,9 @@ static const trellis_conf_option_t enroll_options[] = {
                           "reset; the registrar's policy decides)"),
 };
 
-static const trellis_conf_spec_t enroll_spec = {
-    .program = "trellis-device --state DIR enroll",
-    .summary = "Enroll with the registrar (retrying as configured) and store the identity.",
-    .args = NULL,
-    .section = "device",
-    .env_prefix = "TRELLIS_DEVICE",
-    .default_path = NULL,
-    .cfg_size = sizeof(enroll_config_t),
-    .options = enroll_options,
-    .n_options = sizeof(enroll_options) / sizeof(enroll_options[0]),
-};
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
+static const trellis_conf_spec_t enroll_spec = TR__AGENT_SPEC(
+    "enroll", "Enroll with the registrar (retrying as configured) and store the identity.",
+    enroll_config_t, enroll_options);
 
 int tr__cmd_enroll(const char *state_dir, int argc, char **argv)
 {
@@ -45,22 +29,15 @@ int tr__cmd_enroll(const char *state_dir, int argc, char **argv)
     tr__agent_t *a = NULL;
     tr__identity_t id;
     tr__enroll_result_t res;
-    trellis_reason_t reason;
     int rc = tr__agent_load_config(what, &enroll_spec, &cfg, &cfg.agent, state_dir, &argc, argv);
 
     memset(&id, 0, sizeof(id));
     if (rc >= 0)
         return rc;
-    if (argc > 1)
-        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return tr__agent_fail(what, "out of memory");
-    rc = 1;
-    if (tr__agent_open(a, state_dir, &cfg.agent, &reason) != TRELLIS_OK) {
-        rc = tr__agent_fail(what, "%s", reason.text);
+    rc = tr__agent_start(what, state_dir, &cfg.agent, &a);
+    if (rc != 0)
         goto out;
-    }
+    rc = 1;
     if (!cfg.force && tr__identity_load(a, &id, NULL) == TRELLIS_OK) {
         printf("already enrolled: %s serial %s (use --force to enroll again)\n",
                a->factory.device_id, id.serial_hex);
@@ -68,13 +45,7 @@ int tr__cmd_enroll(const char *state_dir, int argc, char **argv)
         goto out;
     }
     tr__identity_free(&id);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    a->stop = &stop_flag;
+    tr__agent_catch_signals(a);
     if (tr__enroll_with_retries(a, &id, &res) != TRELLIS_OK) {
         rc = tr__agent_fail(what, "%s", res.reason.text);
         goto out;
@@ -88,9 +59,6 @@ int tr__cmd_enroll(const char *state_dir, int argc, char **argv)
     rc = 0;
 out:
     tr__identity_free(&id);
-    if (a != NULL) {
-        tr__agent_close(a);
-        free(a);
-    }
+    tr__agent_free(a);
     return rc;
 }

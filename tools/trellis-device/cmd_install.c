@@ -28,17 +28,9 @@ static const trellis_conf_option_t install_options[] = {
                             "the registrar's answer (JSON) or the certificate chain (PEM)"),
 };
 
-static const trellis_conf_spec_t install_spec = {
-    .program = "trellis-device --state DIR install",
-    .summary = "Install the certificate answering an offline enrollment request.",
-    .args = NULL,
-    .section = "device",
-    .env_prefix = "TRELLIS_DEVICE",
-    .default_path = NULL,
-    .cfg_size = sizeof(install_config_t),
-    .options = install_options,
-    .n_options = sizeof(install_options) / sizeof(install_options[0]),
-};
+static const trellis_conf_spec_t install_spec =
+    TR__AGENT_SPEC("install", "Install the certificate answering an offline enrollment request.",
+                   install_config_t, install_options);
 
 int tr__cmd_install(const char *state_dir, int argc, char **argv)
 {
@@ -59,18 +51,12 @@ int tr__cmd_install(const char *state_dir, int argc, char **argv)
     memset(&id, 0, sizeof(id));
     if (rc >= 0)
         return rc;
-    if (argc > 1)
-        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
     if (cfg.in[0] == '\0')
         return tr__agent_usage(what, "--in FILE is required");
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return tr__agent_fail(what, "out of memory");
-    rc = 1;
-    if (tr__agent_open(a, state_dir, &cfg.agent, &reason) != TRELLIS_OK) {
-        rc = tr__agent_fail(what, "%s", reason.text);
+    rc = tr__agent_start(what, state_dir, &cfg.agent, &a);
+    if (rc != 0)
         goto out;
-    }
+    rc = 1;
     trellis_err_t err = tr__agent_path(a, TR__AGENT_PENDING_KEY, key_path);
     if (err == TRELLIS_OK)
         err = trellis_p256_load_private_pem(key_path, &key);
@@ -124,9 +110,6 @@ out:
     trellis_file_buffer_free(file, file_len);
     EVP_PKEY_free(key);
     tr__identity_free(&id);
-    if (a != NULL) {
-        tr__agent_close(a);
-        free(a);
-    }
+    tr__agent_free(a);
     return rc;
 }

@@ -31,18 +31,9 @@ static const trellis_conf_option_t request_options[] = {
                             "empty: fetch it"),
 };
 
-static const trellis_conf_spec_t request_spec = {
-    .program = "trellis-device --state DIR request",
-    .summary = "Write an enrollment request (the body of POST /v1/enroll) for offline "
-               "enrollment.",
-    .args = NULL,
-    .section = "device",
-    .env_prefix = "TRELLIS_DEVICE",
-    .default_path = NULL,
-    .cfg_size = sizeof(request_config_t),
-    .options = request_options,
-    .n_options = sizeof(request_options) / sizeof(request_options[0]),
-};
+static const trellis_conf_spec_t request_spec = TR__AGENT_SPEC(
+    "request", "Write an enrollment request (the body of POST /v1/enroll) for offline enrollment.",
+    request_config_t, request_options);
 
 int tr__cmd_request(const char *state_dir, int argc, char **argv)
 {
@@ -50,7 +41,6 @@ int tr__cmd_request(const char *state_dir, int argc, char **argv)
     request_config_t cfg;
     tr__agent_t *a = NULL;
     tr__enroll_result_t res;
-    trellis_reason_t reason;
     EVP_PKEY *key = NULL;
     char *body = NULL;
     char key_path[TR__AGENT_PATH_MAX];
@@ -60,8 +50,6 @@ int tr__cmd_request(const char *state_dir, int argc, char **argv)
 
     if (rc >= 0)
         return rc;
-    if (argc > 1)
-        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
     if (cfg.out[0] == '\0')
         return tr__agent_usage(what, "--out FILE is required");
     if (cfg.challenge[0] != '\0' &&
@@ -70,14 +58,10 @@ int tr__cmd_request(const char *state_dir, int argc, char **argv)
          challenge_len == 0))
         return tr__agent_usage(what, "--challenge is not base64url of 1..%d bytes",
                                TRELLIS_EVIDENCE_CHALLENGE_MAX);
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return tr__agent_fail(what, "out of memory");
-    rc = 1;
-    if (tr__agent_open(a, state_dir, &cfg.agent, &reason) != TRELLIS_OK) {
-        rc = tr__agent_fail(what, "%s", reason.text);
+    rc = tr__agent_start(what, state_dir, &cfg.agent, &a);
+    if (rc != 0)
         goto out;
-    }
+    rc = 1;
     if (tr__enroll_build_request(a, challenge_len > 0 ? challenge : NULL, challenge_len, &key,
                                  &body, &res) != TRELLIS_OK) {
         rc = tr__agent_fail(what, "%s", res.reason.text);
@@ -104,10 +88,7 @@ int tr__cmd_request(const char *state_dir, int argc, char **argv)
 out:
     free(body);
     EVP_PKEY_free(key);
-    if (a != NULL) {
-        tr__agent_close(a);
-        free(a);
-    }
+    tr__agent_free(a);
     OPENSSL_cleanse(challenge, sizeof(challenge));
     return rc;
 }

@@ -19,26 +19,11 @@ typedef struct {
 
 static const trellis_conf_option_t run_options[] = {TR__AGENT_COMMON_ROWS(run_config_t)};
 
-static const trellis_conf_spec_t run_spec = {
-    .program = "trellis-device --state DIR run",
-    .summary = "Enroll if needed, then publish a reading every interval; renew the "
-               "certificate before it expires.",
-    .args = NULL,
-    .section = "device",
-    .env_prefix = "TRELLIS_DEVICE",
-    .default_path = NULL,
-    .cfg_size = sizeof(run_config_t),
-    .options = run_options,
-    .n_options = sizeof(run_options) / sizeof(run_options[0]),
-};
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
+static const trellis_conf_spec_t run_spec =
+    TR__AGENT_SPEC("run",
+                   "Enroll if needed, then publish a reading every interval; renew the "
+                   "certificate before it expires.",
+                   run_config_t, run_options);
 
 /* First power-on: enroll, and keep trying even after a refusal (the manifest may not be at the
  * verifier yet, a revoked device may be reinstated), at the slowest retry pace. */
@@ -47,10 +32,10 @@ static trellis_err_t enroll_until_done(tr__agent_t *a, tr__identity_t *id)
     tr__enroll_result_t res;
     for (;;) {
         trellis_err_t err = tr__enroll_with_retries(a, id, &res);
-        if (err == TRELLIS_OK || stop_flag || a->cfg.attempts > 0)
+        if (err == TRELLIS_OK || *a->stop || a->cfg.attempts > 0)
             return err;
-        tr__sleep_ms(a->cfg.retry_max_ms, &stop_flag);
-        if (stop_flag)
+        tr__sleep_ms(a->cfg.retry_max_ms, a->stop);
+        if (*a->stop)
             return err;
     }
 }
@@ -113,24 +98,12 @@ int tr__cmd_run(const char *state_dir, int argc, char **argv)
     memset(&m, 0, sizeof(m));
     if (rc >= 0)
         return rc;
-    if (argc > 1)
-        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return tr__agent_fail(what, "out of memory");
-    rc = 1;
-    if (tr__agent_open(a, state_dir, &cfg.agent, &reason) != TRELLIS_OK) {
-        rc = tr__agent_fail(what, "%s", reason.text);
+    rc = tr__agent_start(what, state_dir, &cfg.agent, &a);
+    if (rc != 0)
         goto out;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    rc = 1;
+    tr__agent_catch_signals(a);
     signal(SIGPIPE, SIG_IGN);
-    a->stop = &stop_flag;
     trellis_log(TRELLIS_LOG_INFO, "device.start", TRELLIS_KV_STR("device", a->factory.device_id),
                 TRELLIS_KV_STR("registrar", a->registrar_url));
 
@@ -138,7 +111,7 @@ int tr__cmd_run(const char *state_dir, int argc, char **argv)
     if (err == TRELLIS_ERR_NOT_FOUND) {
         err = enroll_until_done(a, &id);
         if (err != TRELLIS_OK) {
-            rc = stop_flag ? 0 : tr__agent_fail(what, "enrollment failed");
+            rc = *a->stop ? 0 : tr__agent_fail(what, "enrollment failed");
             goto out;
         }
     } else if (err != TRELLIS_OK) {
@@ -153,7 +126,7 @@ int tr__cmd_run(const char *state_dir, int argc, char **argv)
     tr__thermo_init(&thermo, a->factory.device_id);
     int64_t next_reading = tr__mono_ms();
     int64_t next_renew_check = tr__mono_ms();
-    while (!stop_flag) {
+    while (!*a->stop) {
         int64_t now = tr__mono_ms();
         bool more = a->cfg.readings == 0 || taken < a->cfg.readings;
         if (more && now >= next_reading) {
@@ -197,9 +170,6 @@ out:
     tr__mqtt_close(&m);
     tr__spool_close(&spool);
     tr__identity_free(&id);
-    if (a != NULL) {
-        tr__agent_close(a);
-        free(a);
-    }
+    tr__agent_free(a);
     return rc;
 }

@@ -23,17 +23,9 @@ static const trellis_conf_option_t status_options[] = {
     TRELLIS_CONF_ROW_BOOL("json", status_config_t, json, "false", "print one JSON object"),
 };
 
-static const trellis_conf_spec_t status_spec = {
-    .program = "trellis-device --state DIR status",
-    .summary = "Show the device's identity, certificate, broker, sequence number and spool.",
-    .args = NULL,
-    .section = "device",
-    .env_prefix = "TRELLIS_DEVICE",
-    .default_path = NULL,
-    .cfg_size = sizeof(status_config_t),
-    .options = status_options,
-    .n_options = sizeof(status_options) / sizeof(status_options[0]),
-};
+static const trellis_conf_spec_t status_spec = TR__AGENT_SPEC(
+    "status", "Show the device's identity, certificate, broker, sequence number and spool.",
+    status_config_t, status_options);
 
 static void rfc3339(time_t t, char out[32])
 {
@@ -58,16 +50,10 @@ int tr__cmd_status(const char *state_dir, int argc, char **argv)
     spool.fd = -1;
     if (rc >= 0)
         return rc;
-    if (argc > 1)
-        return tr__agent_usage(what, "unexpected argument '%s'", argv[1]);
-    a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return tr__agent_fail(what, "out of memory");
-    rc = 1;
-    if (tr__agent_open(a, state_dir, &cfg.agent, &reason) != TRELLIS_OK) {
-        rc = tr__agent_fail(what, "%s", reason.text);
+    rc = tr__agent_start(what, state_dir, &cfg.agent, &a);
+    if (rc != 0)
         goto out;
-    }
+    rc = 1;
     trellis_err_t id_err = tr__identity_load(a, &id, &reason);
     if (id_err != TRELLIS_OK && id_err != TRELLIS_ERR_NOT_FOUND) {
         rc = tr__agent_fail(what, "%s", reason.text);
@@ -116,9 +102,6 @@ int tr__cmd_status(const char *state_dir, int argc, char **argv)
 out:
     tr__spool_close(&spool);
     tr__identity_free(&id);
-    if (a != NULL) {
-        tr__agent_close(a);
-        free(a);
-    }
+    tr__agent_free(a);
     return rc;
 }
