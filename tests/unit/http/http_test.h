@@ -42,6 +42,10 @@ void ht_connect(ht_conn_t *c, uint16_t port);
 int ht_connect_tls(ht_conn_t *c, uint16_t port, const char *ca, const char *cert, const char *key,
                    int max_version);
 void ht_close(ht_conn_t *c);
+/* A connection on the heap: ht_conn_new connects it (ht_connect); ht_conn_free closes and frees
+ * it. */
+ht_conn_t *ht_conn_new(uint16_t port);
+void ht_conn_free(ht_conn_t *c);
 /* Writes everything (SSL or plain); returns false on failure. */
 bool ht_send(ht_conn_t *c, const void *data, size_t len);
 bool ht_send_str(ht_conn_t *c, const char *s);

@@ -103,6 +103,20 @@ void ht_close(ht_conn_t *c)
     c->fd = -1;
 }
 
+ht_conn_t *ht_conn_new(uint16_t port)
+{
+    ht_conn_t *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    ht_connect(c, port);
+    return c;
+}
+
+void ht_conn_free(ht_conn_t *c)
+{
+    ht_close(c);
+    free(c);
+}
+
 bool ht_send(ht_conn_t *c, const void *data, size_t len)
 {
     const char *p = data;

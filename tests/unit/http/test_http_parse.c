@@ -307,25 +307,11 @@ static void test_chunked(void **state)
 
 /* ---- over the wire ----------------------------------------------------------------------- */
 
-static ht_conn_t *conn_new(uint16_t port)
-{
-    ht_conn_t *c = malloc(sizeof(*c));
-    assert_non_null(c);
-    ht_connect(c, port);
-    return c;
-}
-
-static void conn_free(ht_conn_t *c)
-{
-    ht_close(c);
-    free(c);
-}
-
 /* Sends raw bytes on a fresh connection; expects a JSON error with status, error code and
  * Connection: close, then the close. */
 static void expect_refusal(uint16_t port, const char *raw, size_t len, int status, const char *code)
 {
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     ht_response_t r;
     char v[64];
     assert_true(ht_send(c, raw, len));
@@ -345,7 +331,7 @@ static void expect_refusal(uint16_t port, const char *raw, size_t len, int statu
     json_decref(j);
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
+    ht_conn_free(c);
 }
 
 static void test_wire_refusals(void **state)
@@ -387,7 +373,7 @@ static void test_wire_refusals(void **state)
 #undef REFUSE
     /* A request refused after a good one on the same connection: the good one is answered,
      * then the refusal, then the close; what follows the bad request is never run. */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     ht_response_t r;
     assert_true(ht_send_str(c, "GET /echo?one HTTP/1.1\r\nHost: t\r\n\r\n"
                                "GET /echo HTTP/9.9\r\nHost: t\r\n\r\n"
@@ -398,7 +384,7 @@ static void test_wire_refusals(void **state)
     assert_int_equal(ht_read_response(c, &r, false), 505);
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
+    ht_conn_free(c);
     assert_int_equal(atomic_load(&ht_counters.echo), 1);
     trellis_http_server_free(srv);
 }
@@ -411,7 +397,7 @@ static void test_wire_pipelined_suspended(void **state)
     trellis_http_server_config_t cfg;
     ht_config(&cfg);
     srv = ht_server_start(&cfg);
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
 
     /* Three requests in one write; the first (with a body) suspends for 100 ms. The others wait
@@ -448,7 +434,7 @@ static void test_wire_pipelined_suspended(void **state)
     assert_true(ht_send_str(c, "GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"
                                "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_true(ht_wait_atomic(&ht_counters.forever_entered, 1, 1000));
-    conn_free(c);
+    ht_conn_free(c);
     assert_true(ht_wait_atomic(&ht_counters.aborts, 1, 1000));
     assert_int_equal(atomic_load(&ht_counters.echo), echo_before);
     trellis_http_server_stats_t st;
@@ -476,7 +462,7 @@ static void test_wire_client_leaves_mid_body(void **state)
     for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++) {
         /* Half-close (the server reads our end of input) and full close alike. */
         for (int how = 0; how < 2; how++) {
-            ht_conn_t *c = conn_new(port);
+            ht_conn_t *c = ht_conn_new(port);
             assert_true(ht_send_str(c, partial[i]));
             if (how == 0) {
                 shutdown(c->fd, SHUT_WR);
@@ -484,7 +470,7 @@ static void test_wire_client_leaves_mid_body(void **state)
                 assert_true(ht_wait_closed(c, 1000, &got));
                 assert_int_equal(got, 0); /* no answer to half a request */
             }
-            conn_free(c);
+            ht_conn_free(c);
         }
     }
     uint64_t deadline = ht_now_ms() + 1000;
@@ -499,7 +485,7 @@ static void test_wire_client_leaves_mid_body(void **state)
     assert_int_equal(atomic_load(&ht_counters.echo), 0);
 
     /* A whole request followed by our end of input is still answered. */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     ht_response_t r;
     assert_true(ht_send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"));
     shutdown(c->fd, SHUT_WR);
@@ -507,7 +493,7 @@ static void test_wire_client_leaves_mid_body(void **state)
     assert_non_null(strstr(r.body, "\"body\":\"hi\""));
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -524,7 +510,7 @@ static void test_wire_continue_and_http10(void **state)
     char v[64];
 
     /* Expect: 100-continue gets the go-ahead before the body is sent (RFC 9110 §10.1.1). */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     assert_true(ht_send_str(c, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
                                "Content-Length: 5\r\n\r\n"));
     assert_int_equal(ht_read_response(c, &r, true), 100);
@@ -539,7 +525,7 @@ static void test_wire_continue_and_http10(void **state)
     assert_int_equal(ht_read_response(c, &r, false), 200);
     assert_non_null(strstr(r.body, "\"body\":\"ok\""));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
     /* Too large: 413 at once, no 100. */
     expect_refusal(port,
                    "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
@@ -549,15 +535,15 @@ static void test_wire_continue_and_http10(void **state)
                    413, "too_large");
 
     /* HTTP/1.0: closed after the answer unless it asks for keep-alive. */
-    c = conn_new(port);
+    c = ht_conn_new(port);
     assert_true(ht_send_str(c, "GET /echo HTTP/1.0\r\n\r\n"));
     assert_int_equal(ht_read_response(c, &r, false), 200);
     assert_true(ht_header(&r, "Connection", v, sizeof(v)));
     assert_string_equal(v, "close");
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
-    c = conn_new(port);
+    ht_conn_free(c);
+    c = ht_conn_new(port);
     for (int i = 0; i < 2; i++) {
         assert_true(ht_send_str(c, "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
         assert_int_equal(ht_read_response(c, &r, false), 200);
@@ -573,7 +559,7 @@ static void test_wire_continue_and_http10(void **state)
     assert_string_equal(v, "close");
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
+    ht_conn_free(c);
     assert_int_equal(atomic_load(&ht_counters.echo), 6);
     trellis_http_server_free(srv);
 }
@@ -593,7 +579,7 @@ static void test_wire_tls_trickle_and_big(void **state)
 
     /* A handshake that trickles (a byte of ClientHello every 40 ms) is cut off by the request
      * timeout, which covers the handshake. */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     static const unsigned char hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc,
                                           0x03, 0x03, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
                                           0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
@@ -609,7 +595,7 @@ static void test_wire_tls_trickle_and_big(void **state)
     assert_true(closed);
     uint64_t elapsed = ht_now_ms() - start;
     assert_true(elapsed >= 250 && elapsed < 1500);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_stats_t st;
     trellis_http_server_stats(srv, &st);
     assert_int_equal(st.connections_timed_out, 1);
@@ -630,7 +616,7 @@ static void test_wire_tls_trickle_and_big(void **state)
     assert_int_equal(ht_read_response(c, &r, false), 200);
     assert_non_null(strstr(r.body, "BEGIN CERTIFICATE"));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -653,7 +639,7 @@ static void test_wire_write_timeout_and_limits(void **state)
     cfg.request_memory_max = 16 * 1024 * 1024;
     srv = ht_server_start(&cfg);
     atomic_store(&ht_counters.big_size, 12 * 1024 * 1024);
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     int small = 4096;
     assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
     assert_true(ht_send_str(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
@@ -665,7 +651,7 @@ static void test_wire_write_timeout_and_limits(void **state)
     } while (st.connections_active != 0 && ht_now_ms() < deadline);
     assert_int_equal(st.connections_active, 0);
     assert_int_equal(st.connections_timed_out, 0); /* not the request timeout */
-    conn_free(c);
+    ht_conn_free(c);
 
     /* The default header count (64) takes a browser-sized request. */
     char *req = malloc(4096);

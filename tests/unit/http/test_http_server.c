@@ -12,20 +12,6 @@
 #include "test_support.h"
 #include "trellis/log.h"
 
-static ht_conn_t *conn_new(uint16_t port)
-{
-    ht_conn_t *c = malloc(sizeof(*c));
-    assert_non_null(c);
-    ht_connect(c, port);
-    return c;
-}
-
-static void conn_free(ht_conn_t *c)
-{
-    ht_close(c);
-    free(c);
-}
-
 static json_t *body_json(const ht_response_t *r)
 {
     json_error_t e;
@@ -110,7 +96,7 @@ static void test_keepalive_reuse(void **state)
     (void)state;
     ht_counters_reset();
     trellis_http_server_t *srv = start_default();
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
 
     for (int i = 0; i < 4; i++) {
@@ -133,7 +119,7 @@ static void test_keepalive_reuse(void **state)
     assert_int_equal(st.connections_accepted, 1);
     assert_int_equal(st.requests, 6);
     assert_int_equal(st.connections_active, 1);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -144,7 +130,7 @@ static void test_keepalive_disabled(void **state)
     ht_config(&cfg);
     cfg.disable_keepalive = true;
     trellis_http_server_t *srv = ht_server_start(&cfg);
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
     char v[32];
 
@@ -154,7 +140,7 @@ static void test_keepalive_disabled(void **state)
     assert_string_equal(v, "close");
     ht_response_free(&r);
     assert_true(ht_wait_closed(c, 1000, NULL));
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -357,7 +343,7 @@ static void test_slow_client_cut_off(void **state)
     ht_config(&cfg);
     cfg.request_timeout_ms = 300;
     trellis_http_server_t *srv = ht_server_start(&cfg);
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     static const char req[] = "GET /echo HTTP/1.1\r\nHost: t\r\nX-Slow: yes\r\n\r\n";
     uint64_t start = ht_now_ms();
     bool closed = false;
@@ -380,14 +366,14 @@ static void test_slow_client_cut_off(void **state)
     trellis_http_server_stats_t st;
     trellis_http_server_stats(srv, &st);
     assert_int_equal(st.connections_timed_out, 1);
-    conn_free(c);
+    ht_conn_free(c);
 
     /* A silent connection and an idle kept-alive one end the same way. */
-    c = conn_new(trellis_http_server_port(srv));
+    c = ht_conn_new(trellis_http_server_port(srv));
     assert_true(ht_wait_closed(c, 1500, &got));
     assert_int_equal(got, 0);
-    conn_free(c);
-    c = conn_new(trellis_http_server_port(srv));
+    ht_conn_free(c);
+    c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
     assert_true(ht_send_str(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_int_equal(ht_read_response(c, &r, false), 200);
@@ -395,7 +381,7 @@ static void test_slow_client_cut_off(void **state)
     start = ht_now_ms();
     assert_true(ht_wait_closed(c, 1500, NULL));
     assert_true(ht_now_ms() - start >= 200);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -407,7 +393,7 @@ static void test_connection_cap(void **state)
     cfg.max_connections = 2;
     trellis_http_server_t *srv = ht_server_start(&cfg);
     uint16_t port = trellis_http_server_port(srv);
-    ht_conn_t *a = conn_new(port), *b = conn_new(port);
+    ht_conn_t *a = ht_conn_new(port), *b = ht_conn_new(port);
     ht_response_t r;
     size_t got = 0;
 
@@ -419,18 +405,18 @@ static void test_connection_cap(void **state)
     ht_response_free(&r);
 
     /* The third is closed at once, before it is read. */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     ht_send_str(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_true(ht_wait_closed(c, 1000, &got));
     assert_int_equal(got, 0);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_stats_t st;
     trellis_http_server_stats(srv, &st);
     assert_int_equal(st.connections_rejected, 1);
     assert_int_equal(st.connections_active, 2);
 
     /* A freed slot is taken again. */
-    conn_free(a);
+    ht_conn_free(a);
     uint64_t deadline = ht_now_ms() + 1000;
     do {
         trellis_http_server_stats(srv, &st);
@@ -439,12 +425,12 @@ static void test_connection_cap(void **state)
         ht_sleep_ms(5);
     } while (ht_now_ms() < deadline);
     assert_int_equal(st.connections_active, 1);
-    c = conn_new(port);
+    c = ht_conn_new(port);
     assert_true(ht_send_str(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_int_equal(ht_read_response(c, &r, false), 200);
     ht_response_free(&r);
-    conn_free(c);
-    conn_free(b);
+    ht_conn_free(c);
+    ht_conn_free(b);
     trellis_http_server_free(srv);
 }
 
@@ -453,7 +439,7 @@ static void test_async_timer(void **state)
     (void)state;
     ht_counters_reset();
     trellis_http_server_t *srv = start_default();
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
 
     uint64_t start = ht_now_ms();
@@ -468,7 +454,7 @@ static void test_async_timer(void **state)
     ht_response_free(&r);
     assert_int_equal(atomic_load(&ht_counters.async_answered), 1);
     assert_int_equal(atomic_load(&ht_counters.aborts), 0);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -477,7 +463,7 @@ static void test_async_pipelined(void **state)
     (void)state;
     ht_counters_reset();
     trellis_http_server_t *srv = start_default();
-    ht_conn_t *c = conn_new(trellis_http_server_port(srv));
+    ht_conn_t *c = ht_conn_new(trellis_http_server_port(srv));
     ht_response_t r;
 
     /* The next request arrives while the first is suspended (a GET, so evhttp keeps reading):
@@ -492,7 +478,7 @@ static void test_async_pipelined(void **state)
     assert_int_equal(ht_read_response(c, &r, false), 200);
     assert_non_null(strstr(r.body, "second"));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -504,16 +490,16 @@ static void test_async_client_disconnect(void **state)
     uint16_t port = trellis_http_server_port(srv);
 
     /* GET, then POST (evhttp stops reading after a body; the server watches anyway). */
-    ht_conn_t *c = conn_new(port);
+    ht_conn_t *c = ht_conn_new(port);
     assert_true(ht_send_str(c, "GET /async HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_true(ht_wait_atomic(&ht_counters.async_entered, 1, 1000));
-    conn_free(c);
+    ht_conn_free(c);
     assert_true(ht_wait_atomic(&ht_counters.aborts, 1, 1000));
 
-    c = conn_new(port);
+    c = ht_conn_new(port);
     assert_true(ht_send_str(c, "POST /forever HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"));
     assert_true(ht_wait_atomic(&ht_counters.forever_entered, 1, 1000));
-    conn_free(c);
+    ht_conn_free(c);
     assert_true(ht_wait_atomic(&ht_counters.aborts, 2, 1000));
 
     /* The timer of the aborted request was cancelled: it never answers. */
@@ -578,13 +564,13 @@ static void test_multiple_workers(void **state)
     trellis_http_server_t *srv = ht_server_start(&cfg);
     uint16_t port = trellis_http_server_port(srv);
     assert_int_equal(trellis_http_server_workers(srv), 2);
-    ht_conn_t *a = conn_new(port);
+    ht_conn_t *a = ht_conn_new(port);
     ht_response_t r;
 
     /* While one worker is stuck in a handler, the other accepts and serves. */
     assert_true(ht_send_str(a, "GET /block HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_true(ht_wait_atomic(&ht_counters.block_entered, 1, 2000));
-    ht_conn_t *b = conn_new(port);
+    ht_conn_t *b = ht_conn_new(port);
     assert_true(ht_send_str(b, "GET /block HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_true(ht_wait_atomic(&ht_counters.block_entered, 2, 2000));
     atomic_store(&ht_counters.release, 1);
@@ -594,8 +580,8 @@ static void test_multiple_workers(void **state)
     ht_response_free(&r);
     assert_int_not_equal(atomic_load(&ht_counters.block_worker[0]),
                          atomic_load(&ht_counters.block_worker[1]));
-    conn_free(a);
-    conn_free(b);
+    ht_conn_free(a);
+    ht_conn_free(b);
     trellis_http_server_free(srv);
 }
 
@@ -621,14 +607,14 @@ static void test_stop_start(void **state)
         assert_int_equal(strncmp(r.body, "worker-", 7), 0);
         ht_response_free(&r);
         /* A request left suspended is aborted by stop. */
-        ht_conn_t *c = conn_new(port);
+        ht_conn_t *c = ht_conn_new(port);
         assert_true(ht_send_str(c, "GET /forever HTTP/1.1\r\nHost: t\r\n\r\n"));
         assert_true(ht_wait_atomic(&ht_counters.forever_entered, round + 1, 1000));
         assert_int_equal(trellis_http_server_stop(srv), TRELLIS_OK);
         assert_int_equal(atomic_load(&ht_counters.aborts), round + 1);
         assert_int_equal(trellis_http_server_port(srv), 0);
         assert_true(ht_wait_closed(c, 1000, NULL));
-        conn_free(c);
+        ht_conn_free(c);
     }
     assert_int_equal(atomic_load(&ht_counters.worker_inits), 6);
     assert_int_equal(atomic_load(&ht_counters.worker_finis), 6);

@@ -30,12 +30,6 @@ static ht_conn_t *conn_alloc(void)
     return c;
 }
 
-static void conn_free(ht_conn_t *c)
-{
-    ht_close(c);
-    free(c);
-}
-
 /* One GET on an established TLS connection; returns the status or -1. */
 static int tls_get(ht_conn_t *c, const char *path, ht_response_t *r)
 {
@@ -56,7 +50,7 @@ static void assert_refused(uint16_t port, const char *cert, const char *key, int
     int rc = ht_connect_tls(c, port, ht_pki.ca_cert, cert, key, max_version);
     if (rc == 1)
         assert_int_equal(tls_get(c, "/echo", &r), -1);
-    conn_free(c);
+    ht_conn_free(c);
 }
 
 static void test_https_roundtrip(void **state)
@@ -78,7 +72,7 @@ static void test_https_roundtrip(void **state)
         assert_non_null(strstr(r.body, "\"cn\":null"));
         ht_response_free(&r);
     }
-    conn_free(c);
+    ht_conn_free(c);
 
     /* TLS 1.2 clients are served too. */
     c = conn_alloc();
@@ -86,19 +80,19 @@ static void test_https_roundtrip(void **state)
     assert_int_equal(SSL_version(c->ssl), TLS1_2_VERSION);
     assert_int_equal(tls_get(c, "/pem", &r), 200);
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
 
     /* A client trusting another CA refuses the server. */
     c = conn_alloc();
     assert_int_not_equal(ht_connect_tls(c, port, ht_pki.other_ca_cert, NULL, NULL, 0), 1);
-    conn_free(c);
+    ht_conn_free(c);
 
     /* Plain HTTP on the TLS port gets no HTTP answer. */
     c = conn_alloc();
     ht_connect(c, port);
     assert_true(ht_send_str(c, "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
     assert_int_equal(ht_read_response(c, &r, false), -1);
-    conn_free(c);
+    ht_conn_free(c);
 
     trellis_http_server_stats_t st;
     trellis_http_server_stats(srv, &st);
@@ -153,7 +147,7 @@ static void test_mtls_required(void **state)
     assert_int_equal(tls_get(c, "/echo", &r), 200);
     assert_non_null(strstr(r.body, "\"cn\":\"device-0001\""));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
@@ -181,14 +175,14 @@ static void test_mtls_optional(void **state)
     assert_int_equal(tls_get(c, "/cn", &r), 401);
     assert_non_null(strstr(r.body, "\"error\":\"bad_request\""));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
 
     c = conn_alloc();
     assert_int_equal(ht_connect_tls(c, port, ht_pki.ca_cert, good.cert, good.key, 0), 1);
     assert_int_equal(tls_get(c, "/cn", &r), 200);
     assert_non_null(strstr(r.body, "\"cn\":\"registrar-oem-a\""));
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
 
     /* A certificate that does not verify is refused even though one is optional. */
     assert_refused(port, other.cert, other.key, 0);
@@ -198,7 +192,7 @@ static void test_mtls_optional(void **state)
     assert_int_equal(ht_connect_tls(c, port, ht_pki.ca_cert, odd.cert, odd.key, 0), 1);
     assert_int_equal(tls_get(c, "/cn", &r), 400);
     ht_response_free(&r);
-    conn_free(c);
+    ht_conn_free(c);
     trellis_http_server_free(srv);
 }
 
