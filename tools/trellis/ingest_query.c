@@ -277,26 +277,37 @@ static int print_device(const trellis_ingest_device_t *d, void *arg)
     return 0;
 }
 
+/* The start of a command without positional arguments: parses, answers --help with usage,
+ * opens the store. Returns -1 to go on (store open), else the exit status. */
+static int begin(const char *what, int argc, char **argv, const char *usage, args_t *a,
+                 trellis_ingest_store_t *store)
+{
+    int rc = parse(what, argc, argv, false, a);
+    if (rc != TR__EXIT_OK)
+        return rc;
+    if (a->help) {
+        puts(usage);
+        return TR__EXIT_OK;
+    }
+    if (a->n_positional != 0)
+        return tr__cli_usage(what, "unexpected argument '%s'", a->positional[0]);
+    rc = open_store(what, a->db, store);
+    return rc != TR__EXIT_OK ? rc : -1;
+}
+
 int tr__ingest_devices(int argc, char **argv)
 {
     static const char what[] = "ingest devices";
     args_t a;
     trellis_ingest_store_t store = {0};
     devices_ctx_t c = {0};
-    int rc = parse(what, argc, argv, false, &a);
+    int rc = begin(what, argc, argv,
+                   "usage: trellis ingest devices [--json] --db PATH\n\n"
+                   "Every device that sent telemetry: readings stored, the last end-to-end ack, "
+                   "the\nlast temperature and when it arrived.",
+                   &a, &store);
 
-    if (rc != TR__EXIT_OK)
-        return rc;
-    if (a.help) {
-        puts("usage: trellis ingest devices [--json] --db PATH\n\n"
-             "Every device that sent telemetry: readings stored, the last end-to-end ack, the\n"
-             "last temperature and when it arrived.");
-        return TR__EXIT_OK;
-    }
-    if (a.n_positional != 0)
-        return tr__cli_usage(what, "unexpected argument '%s'", a.positional[0]);
-    rc = open_store(what, a.db, &store);
-    if (rc != TR__EXIT_OK)
+    if (rc >= 0)
         return rc;
     c.json = a.json;
     if (a.json && (c.list = json_array()) == NULL) {
@@ -329,20 +340,14 @@ int tr__ingest_stats(int argc, char **argv)
     args_t a;
     trellis_ingest_store_t store = {0};
     trellis_ingest_stats_t s;
-    int rc = parse(what, argc, argv, false, &a);
+    int rc = begin(what, argc, argv,
+                   "usage: trellis ingest stats [--json] --db PATH\n\n"
+                   "The ingest's persistent counters: readings stored, duplicates ignored, "
+                   "payloads\nquarantined, and messages rejected (bad topic; bad payload without "
+                   "a seq).",
+                   &a, &store);
 
-    if (rc != TR__EXIT_OK)
-        return rc;
-    if (a.help) {
-        puts("usage: trellis ingest stats [--json] --db PATH\n\n"
-             "The ingest's persistent counters: readings stored, duplicates ignored, payloads\n"
-             "quarantined, and messages rejected (bad topic; bad payload without a seq).");
-        return TR__EXIT_OK;
-    }
-    if (a.n_positional != 0)
-        return tr__cli_usage(what, "unexpected argument '%s'", a.positional[0]);
-    rc = open_store(what, a.db, &store);
-    if (rc != TR__EXIT_OK)
+    if (rc >= 0)
         return rc;
     trellis_err_t err = store.counters(store.ctx, &s);
     store.close(store.ctx);
