@@ -452,30 +452,35 @@ static trellis_err_t take_certificate(tr__agent_t *a, const response_t *r, EVP_P
     return err;
 }
 
+/* POSTs body to path (over mutual TLS with the current identity when mutual) and installs the
+ * certificate a 201 carries for key; any other answer is classified into res. */
+static trellis_err_t submit(tr__agent_t *a, const char *path, bool mutual, const char *body,
+                            EVP_PKEY *key, tr__identity_t *out, tr__enroll_result_t *res)
+{
+    response_t r = {0};
+    trellis_err_t err = exchange(a, path, body, mutual, &r, res);
+    if (err == TRELLIS_OK && r.status != 201) {
+        classify_error(&r, res);
+        err = TRELLIS_ERR_HTTP;
+    } else if (err == TRELLIS_OK) {
+        err = take_certificate(a, &r, key, out, res);
+    }
+    response_free(&r);
+    return err;
+}
+
 trellis_err_t tr__enroll_once(tr__agent_t *a, tr__identity_t *out, tr__enroll_result_t *res)
 {
     EVP_PKEY *key = NULL;
     char *body = NULL;
-    response_t r = {0};
     trellis_err_t err = tr__enroll_build_request(a, NULL, 0, &key, &body, res);
 
-    if (err != TRELLIS_OK)
-        goto out;
-    err = exchange(a, "/v1/enroll", body, false, &r, res);
-    if (err != TRELLIS_OK)
-        goto out;
-    if (r.status != 201) {
-        classify_error(&r, res);
-        err = TRELLIS_ERR_HTTP;
-        goto out;
-    }
-    err = take_certificate(a, &r, key, out, res);
-out:
+    if (err == TRELLIS_OK)
+        err = submit(a, "/v1/enroll", false, body, key, out, res);
     if (body != NULL) {
         OPENSSL_cleanse(body, strlen(body));
         free(body);
     }
-    response_free(&r);
     EVP_PKEY_free(key);
     return err;
 }
@@ -484,26 +489,14 @@ trellis_err_t tr__reenroll_once(tr__agent_t *a, tr__identity_t *out, tr__enroll_
 {
     EVP_PKEY *key = NULL;
     char *body = NULL;
-    response_t r = {0};
     memset(res, 0, sizeof(*res));
     trellis_err_t err = build_body(a, NULL, 0, &key, &body, &res->reason);
 
-    if (err != TRELLIS_OK) {
-        result_set(res, TR__ENROLL_REFUSED, 0);
-        goto out;
-    }
-    err = exchange(a, "/v1/reenroll", body, true, &r, res);
     if (err != TRELLIS_OK)
-        goto out;
-    if (r.status != 201) {
-        classify_error(&r, res);
-        err = TRELLIS_ERR_HTTP;
-        goto out;
-    }
-    err = take_certificate(a, &r, key, out, res);
-out:
+        result_set(res, TR__ENROLL_REFUSED, 0);
+    else
+        err = submit(a, "/v1/reenroll", true, body, key, out, res);
     free(body);
-    response_free(&r);
     EVP_PKEY_free(key);
     return err;
 }
