@@ -207,30 +207,21 @@ static int broker_reload(int argc, char **argv)
     return TR__EXIT_OK;
 }
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: trellis broker <command> [options]\n\n"
-                 "The Mosquitto broker between devices and the ingest (docs/broker.md).\n\n"
-                 "commands:\n"
-                 "  config   write mosquitto.conf, the ACL and the service identities\n"
-                 "  reload   make a running broker re-read its CRL (SIGHUP)\n\n"
-                 "`trellis broker <command> --help` has the details.\n");
-}
+static const tr__subcommand_t SUBCOMMANDS[] = {
+    {"config", broker_config, "write mosquitto.conf, the ACL and the service identities"},
+    {"reload", broker_reload, "make a running broker re-read its CRL (SIGHUP)"},
+};
+
+static const tr__command_group_t GROUP = {
+    .group = "broker",
+    .synopsis = "<command> [options]",
+    .intro = "The Mosquitto broker between devices and the ingest (docs/broker.md).\n",
+    .outro = "\n`trellis broker <command> --help` has the details.\n",
+    .subs = SUBCOMMANDS,
+    .n_subs = sizeof(SUBCOMMANDS) / sizeof(SUBCOMMANDS[0]),
+};
 
 int cmd_broker(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return TR__EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return TR__EXIT_OK;
-    }
-    if (strcmp(argv[1], "config") == 0)
-        return broker_config(argc - 1, argv + 1);
-    if (strcmp(argv[1], "reload") == 0)
-        return broker_reload(argc - 1, argv + 1);
-    return tr__cli_usage("broker", "unknown command '%s'", argv[1]);
+    return tr__cli_dispatch(&GROUP, argc, argv);
 }

@@ -8,11 +8,7 @@
 #include "commands.h"
 #include "verifier_cli.h"
 
-static const struct {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *help;
-} SUBCOMMANDS[] = {
+static const tr__subcommand_t SUBCOMMANDS[] = {
     {"init", tr__verifier_init, "create a state directory: keys, CA, TLS certificate, registry"},
     {"serve", tr__verifier_serve, "run the HTTPS API (verify, manifest import, verdict key)"},
     {"add-oem", tr__verifier_add_oem, "register an OEM and write its mutual-TLS client bundle"},
@@ -27,35 +23,20 @@ static const struct {
     {"audit", tr__verifier_audit, "list the audit log, optionally of one device"},
 };
 
-#define N_SUB (sizeof(SUBCOMMANDS) / sizeof(SUBCOMMANDS[0]))
-
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: trellis verifier <command> [--dir DIR] [options]\n\n"
-                 "The RoT vendor's attestation service: it knows every device ever made, accepts\n"
-                 "devices only from registered factories, and answers an OEM, and only the OEM\n"
-                 "that owns a device, with a signed verdict on its evidence.\n\ncommands:\n");
-    for (size_t i = 0; i < N_SUB; i++)
-        fprintf(out, "  %-14s %s\n", SUBCOMMANDS[i].name, SUBCOMMANDS[i].help);
-    fprintf(out, "\nEvery command takes --dir DIR (or TRELLIS_VERIFIER_DIR) and reads\n"
-                 "DIR/verifier.conf; `trellis verifier <command> --help` has the details.\n"
-                 "See docs/verifier.md (operations) and docs/verifier-api.md (HTTP API).\n");
-}
+static const tr__command_group_t GROUP = {
+    .group = "verifier",
+    .synopsis = "<command> [--dir DIR] [options]",
+    .intro = "The RoT vendor's attestation service: it knows every device ever made, accepts\n"
+             "devices only from registered factories, and answers an OEM, and only the OEM\n"
+             "that owns a device, with a signed verdict on its evidence.\n",
+    .outro = "\nEvery command takes --dir DIR (or TRELLIS_VERIFIER_DIR) and reads\n"
+             "DIR/verifier.conf; `trellis verifier <command> --help` has the details.\n"
+             "See docs/verifier.md (operations) and docs/verifier-api.md (HTTP API).\n",
+    .subs = SUBCOMMANDS,
+    .n_subs = sizeof(SUBCOMMANDS) / sizeof(SUBCOMMANDS[0]),
+};
 
 int cmd_verifier(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return TR__EXIT_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        return TR__EXIT_OK;
-    }
-    for (size_t i = 0; i < N_SUB; i++) {
-        if (strcmp(argv[1], SUBCOMMANDS[i].name) == 0)
-            return SUBCOMMANDS[i].fn(argc - 1, argv + 1);
-    }
-    return tr__cli_usage("verifier", "unknown command '%s'", argv[1]);
+    return tr__cli_dispatch(&GROUP, argc, argv);
 }

@@ -10,6 +10,8 @@
 #ifndef TRELLIS_CLI_COMMANDS_H
 #define TRELLIS_CLI_COMMANDS_H
 
+#include <stddef.h>
+
 /* X(name, one-line help) */
 #define TRELLIS_COMMANDS(X)                                                                        \
     X(token, "create and check PSA attestation tokens (RFC 9783)")                                 \
@@ -42,5 +44,26 @@ int tr__cli_usage(const char *what, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* A command with subcommands (`trellis GROUP SUB ...`): their table and the text of its usage,
+ * "usage: trellis GROUP SYNOPSIS", intro, the table, outro. */
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} tr__subcommand_t;
+
+typedef struct {
+    const char *group;
+    const char *synopsis;
+    const char *intro; /* ends with a newline */
+    const char *outro; /* starts with a newline */
+    const tr__subcommand_t *subs;
+    size_t n_subs;
+} tr__command_group_t;
+
+/* Runs the subcommand argv[1] with argv + 1; usage on stdout for --help, -h and help, on stderr
+ * (TR__EXIT_USAGE) without one; an unknown name is a usage error. */
+int tr__cli_dispatch(const tr__command_group_t *g, int argc, char **argv);
 
 #endif /* TRELLIS_CLI_COMMANDS_H */
