@@ -15,9 +15,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-10-token.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 
-failures=0
-pass() { echo "ok - $1"; }
-fail() { echo "not ok - $1" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/assert.sh"
 check() { # check NAME COMMAND...: the command must succeed
     local name=$1
     shift

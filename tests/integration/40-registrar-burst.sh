@@ -28,12 +28,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 
-failures=0
-pass() { echo "ok - $1"; }
-fail() { echo "not ok - $1" >&2; failures=$((failures + 1)); }
-expect_eq() { # expect_eq NAME GOT WANT
-    if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (got '$2', want '$3')"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/assert.sh"
 serve() { # serve NAME COMMAND...: starts a server, sets port
     local name=$1
     shift

@@ -29,12 +29,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 
-failures=0
-pass() { echo "ok - $1"; }
-fail() { echo "not ok - $1" >&2; failures=$((failures + 1)); }
-expect_eq() { # expect_eq NAME GOT WANT
-    if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (got '$2', want '$3')"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/assert.sh"
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 unb64url() {
     local s

@@ -39,12 +39,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$work"
 
-failures=0
-pass() { echo "ok - $1"; }
-fail() { echo "not ok - $1" >&2; failures=$((failures + 1)); }
-expect_eq() { # expect_eq NAME GOT WANT
-    if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (got '$2', want '$3')"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/assert.sh"
 expect_ok() { # expect_ok NAME COMMAND...
     local name=$1
     shift

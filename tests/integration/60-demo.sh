@@ -14,9 +14,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-60-demo.XXXXXX")
 cleanup() { pkill -f "$work/" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-failures=0
-pass() { echo "ok - $1"; }
-fail() { echo "not ok - $1" >&2; failures=$((failures + 1)); }
+source "$(dirname "${BASH_SOURCE[0]}")/assert.sh"
 
 if "$src/scripts/demo" --build "$build" --devices 3 --duration 4 --state "$work/demo" \
     >"$work/out" 2>&1; then
