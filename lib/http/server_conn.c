@@ -67,6 +67,18 @@ static void conn_close(struct tr__conn *conn)
     conn_free(conn);
 }
 
+/* What a connection owns in libevent and OpenSSL (any of it may be NULL). */
+static void release_events_and_tls(struct tr__conn *conn)
+{
+    if (conn->read_ev != NULL)
+        event_free(conn->read_ev);
+    if (conn->write_ev != NULL)
+        event_free(conn->write_ev);
+    if (conn->timer_ev != NULL)
+        event_free(conn->timer_ev);
+    SSL_free(conn->ssl);
+}
+
 static void conn_free(struct tr__conn *conn)
 {
     struct tr__worker *w = conn->worker;
@@ -79,13 +91,7 @@ static void conn_free(struct tr__conn *conn)
         w->conns = conn->next;
     if (conn->next != NULL)
         conn->next->prev = conn->prev;
-    if (conn->read_ev != NULL)
-        event_free(conn->read_ev);
-    if (conn->write_ev != NULL)
-        event_free(conn->write_ev);
-    if (conn->timer_ev != NULL)
-        event_free(conn->timer_ev);
-    SSL_free(conn->ssl);
+    release_events_and_tls(conn);
     ERR_clear_error();
     if (conn->fd >= 0)
         close(conn->fd);
@@ -704,13 +710,7 @@ static trellis_err_t conn_open(struct tr__worker *w, int fd, const struct sockad
     err = TRELLIS_OK;
 out:
     if (conn != NULL) {
-        if (conn->read_ev != NULL)
-            event_free(conn->read_ev);
-        if (conn->write_ev != NULL)
-            event_free(conn->write_ev);
-        if (conn->timer_ev != NULL)
-            event_free(conn->timer_ev);
-        SSL_free(conn->ssl);
+        release_events_and_tls(conn);
         free(conn);
     }
     if (fd >= 0) {

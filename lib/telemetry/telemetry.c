@@ -38,6 +38,22 @@ trellis_err_t trellis_telemetry_check(const trellis_telemetry_reading_t *r,
     return TRELLIS_OK;
 }
 
+/* Hands the n bytes an encoder formatted into text (of size bytes) to the caller's buffer, with
+ * the NUL: TRELLIS_ERR_BUFFER_TOO_SMALL and the size needed in *out_len when it does not fit. */
+static trellis_err_t emit(const char *text, size_t size, int n, char *out, size_t out_size,
+                          size_t *out_len)
+{
+    if (n < 0 || (size_t)n >= size)
+        return TRELLIS_ERR_INTERNAL;
+    if (out == NULL || out_size < (size_t)n + 1) {
+        *out_len = (size_t)n + 1;
+        return TRELLIS_ERR_BUFFER_TOO_SMALL;
+    }
+    memcpy(out, text, (size_t)n + 1);
+    *out_len = (size_t)n;
+    return TRELLIS_OK;
+}
+
 trellis_err_t trellis_telemetry_encode(const trellis_telemetry_reading_t *r, char *out,
                                        size_t out_size, size_t *out_len)
 {
@@ -59,15 +75,7 @@ trellis_err_t trellis_telemetry_encode(const trellis_telemetry_reading_t *r, cha
     else
         n = snprintf(text, sizeof(text), "{\"seq\":%" PRId64 ",\"ts\":%" PRId64 ",\"temp_c\":%.2f}",
                      r->seq, r->ts_ms, r->temp_c);
-    if (n < 0 || (size_t)n >= sizeof(text))
-        return TRELLIS_ERR_INTERNAL;
-    if (out == NULL || out_size < (size_t)n + 1) {
-        *out_len = (size_t)n + 1;
-        return TRELLIS_ERR_BUFFER_TOO_SMALL;
-    }
-    memcpy(out, text, (size_t)n + 1);
-    *out_len = (size_t)n;
-    return TRELLIS_OK;
+    return emit(text, sizeof(text), n, out, out_size, out_len);
 }
 
 /* Parses payload into a new object, with the size cap checked before jansson sees a byte. */
@@ -176,15 +184,7 @@ trellis_err_t trellis_telemetry_ack_encode(int64_t seq, char *out, size_t out_si
     if (seq < 0 || seq > TRELLIS_TELEMETRY_SEQ_MAX)
         return TRELLIS_ERR_INVALID_ARG;
     n = snprintf(text, sizeof(text), "{\"seq\":%" PRId64 "}", seq);
-    if (n < 0 || (size_t)n >= sizeof(text))
-        return TRELLIS_ERR_INTERNAL;
-    if (out == NULL || out_size < (size_t)n + 1) {
-        *out_len = (size_t)n + 1;
-        return TRELLIS_ERR_BUFFER_TOO_SMALL;
-    }
-    memcpy(out, text, (size_t)n + 1);
-    *out_len = (size_t)n;
-    return TRELLIS_OK;
+    return emit(text, sizeof(text), n, out, out_size, out_len);
 }
 
 trellis_err_t trellis_telemetry_ack_parse(const void *payload, size_t len, int64_t *seq,
