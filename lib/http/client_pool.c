@@ -28,6 +28,7 @@
 #include <event2/http.h>
 
 #include "http_internal.h"
+#include "trellis/clock.h"
 
 /* Response line and headers of an upstream answer. */
 #define CLIENT_MAX_HEADERS (16u * 1024u)
@@ -210,7 +211,7 @@ void tr__client_reap_cb(evutil_socket_t fd, short what, void *arg)
 
 struct tr__client_conn *tr__client_pool_take(struct tr__client_host *host)
 {
-    uint64_t now = tr__now_us();
+    uint64_t now = trellis_mono_us();
     while (host->idle != NULL) {
         struct tr__client_conn *conn = host->idle;
         struct trellis_http_client *c = conn->client;
@@ -238,7 +239,7 @@ void tr__client_pool_put(struct tr__client_conn *conn)
         return;
     }
     conn->idle = true;
-    conn->idle_since_us = tr__now_us();
+    conn->idle_since_us = trellis_mono_us();
     conn->next = host->idle;
     host->idle = conn;
     host->n_idle++;

@@ -28,7 +28,6 @@
 /* ---- time ---------------------------------------------------------------------------------- */
 
 /* Microseconds on the monotonic clock. */
-uint64_t tr__now_us(void);
 /* Fills tv with ms milliseconds. */
 void tr__ms_to_tv(unsigned ms, struct timeval *tv);
 

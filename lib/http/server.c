@@ -22,13 +22,6 @@
     (TRELLIS_HTTP_GET | TRELLIS_HTTP_HEAD | TRELLIS_HTTP_POST | TRELLIS_HTTP_PUT |                 \
      TRELLIS_HTTP_DELETE | TRELLIS_HTTP_PATCH | TRELLIS_HTTP_OPTIONS)
 
-uint64_t tr__now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 void tr__ms_to_tv(unsigned ms, struct timeval *tv)
 {
     tv->tv_sec = (time_t)(ms / 1000u);

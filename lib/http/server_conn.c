@@ -34,6 +34,7 @@
 #include <openssl/ssl.h>
 
 #include "http_internal.h"
+#include "trellis/clock.h"
 #include "trellis/log.h"
 
 /* Room for framing (chunk sizes, trailers) and whole TLS records above max_headers +
@@ -109,7 +110,7 @@ static void timer_at(struct tr__conn *conn, uint64_t deadline_us)
     conn->deadline_us = deadline_us;
     if (conn->timer_armed)
         return; /* it fires early at worst, and then re-arms for the rest */
-    uint64_t now = tr__now_us();
+    uint64_t now = trellis_mono_us();
     uint64_t wait = deadline_us > now ? deadline_us - now : 0;
     struct timeval tv = {.tv_sec = (time_t)(wait / 1000000u),
                          .tv_usec = (suseconds_t)(wait % 1000000u)};
@@ -120,7 +121,7 @@ static void timer_at(struct tr__conn *conn, uint64_t deadline_us)
 /* The next request (or the TLS handshake, or the keep-alive idle time) starts now. */
 static void request_clock_start(struct tr__conn *conn)
 {
-    timer_at(conn, tr__now_us() + (uint64_t)conn->worker->srv->request_timeout_ms * 1000u);
+    timer_at(conn, trellis_mono_us() + (uint64_t)conn->worker->srv->request_timeout_ms * 1000u);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -131,7 +132,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     conn->timer_armed = false;
     if (conn->deadline_us == 0)
         return; /* a handler works on a request: its clock is stopped */
-    if (tr__now_us() < conn->deadline_us) {
+    if (trellis_mono_us() < conn->deadline_us) {
         uint64_t d = conn->deadline_us;
         timer_at(conn, d);
         return;
@@ -456,7 +457,7 @@ static void linger(struct tr__conn *conn)
                       ? conn->worker->srv->request_timeout_ms
                       : LINGER_MS;
     conn->deadline_us = 0;
-    timer_at(conn, tr__now_us() + (uint64_t)ms * 1000u);
+    timer_at(conn, trellis_mono_us() + (uint64_t)ms * 1000u);
 }
 
 static void conn_advance(struct tr__conn *conn)

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "http_internal.h"
+#include "trellis/clock.h"
 
 /* Smallest arena chunk: most handlers need a few small strings. */
 #define ARENA_CHUNK 4096u
@@ -16,7 +17,7 @@ void tr__request_init(struct tr__conn *conn)
     memset(req, 0, sizeof(*req));
     req->worker = conn->worker;
     req->conn = conn;
-    req->start_us = tr__now_us();
+    req->start_us = trellis_mono_us();
 }
 
 /* Frees what the request allocated; the request itself is part of its connection. */
@@ -43,7 +44,7 @@ static const char *method_text(trellis_http_method_t m)
 void tr__request_end(trellis_http_request_t *req, int status, size_t bytes, const char *outcome)
 {
     tr__log_request(method_text(req->method), req->path, status, bytes,
-                    tr__now_us() - req->start_us, req->conn->peer, outcome);
+                    trellis_mono_us() - req->start_us, req->conn->peer, outcome);
     request_release(req);
     req->conn->current = NULL;
 }
@@ -56,7 +57,7 @@ void tr__request_abort(trellis_http_request_t *req)
     atomic_fetch_add_explicit(&req->worker->srv->aborted, 1, memory_order_relaxed);
     if (req->on_abort != NULL)
         req->on_abort(req, req->abort_arg);
-    tr__log_request(method_text(req->method), req->path, 0, 0, tr__now_us() - req->start_us,
+    tr__log_request(method_text(req->method), req->path, 0, 0, trellis_mono_us() - req->start_us,
                     conn->peer, "aborted");
     request_release(req);
     conn->current = NULL;

@@ -18,6 +18,7 @@
 #include <mosquitto.h>
 
 #include "ingest_internal.h"
+#include "trellis/clock.h"
 #include "trellis/ingest.h"
 #include "trellis/log.h"
 
@@ -58,20 +59,6 @@ struct trellis_ingest {
     volatile sig_atomic_t net_stop;
     atomic_bool subscribed;
 };
-
-int64_t tr__ingest_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t tr__ingest_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* An absolute CLOCK_MONOTONIC deadline ms from now (the conds are made on that clock). */
 static struct timespec deadline_in(long long ms)
@@ -201,7 +188,7 @@ static void on_message(struct mosquitto *mosq, void *arg, const struct mosquitto
 
     trellis_err_t err = trellis_ingest_classify(
         msg->topic, msg->payload, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0,
-        tr__ingest_now_ms(), ing->cfg.max_future_ms, &rec, &drop_topic);
+        trellis_wall_ms(), ing->cfg.max_future_ms, &rec, &drop_topic);
     pthread_mutex_lock(&ing->lock);
     ing->stats.received++;
     if (err == TRELLIS_ERR_NOT_FOUND) {
@@ -248,11 +235,11 @@ static size_t take_batch(trellis_ingest_t *ing, long long max_wait_ms, uint64_t 
                          uint64_t *rejected_payload)
 {
     size_t n = 0;
-    int64_t give_up = max_wait_ms >= 0 ? tr__ingest_mono_ms() + max_wait_ms : INT64_MAX;
+    int64_t give_up = max_wait_ms >= 0 ? trellis_mono_ms() + max_wait_ms : INT64_MAX;
     pthread_mutex_lock(&ing->lock);
     while (ing->count == 0 && !ing->stop && ing->pending_rejected_topic == 0 &&
-           ing->pending_rejected_payload == 0 && tr__ingest_mono_ms() < give_up) {
-        long long left = give_up - tr__ingest_mono_ms();
+           ing->pending_rejected_payload == 0 && trellis_mono_ms() < give_up) {
+        long long left = give_up - trellis_mono_ms();
         struct timespec until = deadline_in(left < POLL_MS ? (left > 0 ? left : 0) : POLL_MS);
         pthread_cond_timedwait(&ing->not_empty, &ing->lock, &until);
     }
@@ -303,7 +290,7 @@ static void flush_acks(trellis_ingest_t *ing)
                     TRELLIS_KV_INT("seq", a->acked), TRELLIS_KV_INT("rc", rc));
     }
     ing->ack_count = 0;
-    ing->next_ack_flush = tr__ingest_mono_ms() + ing->cfg.ack_interval_ms;
+    ing->next_ack_flush = trellis_mono_ms() + ing->cfg.ack_interval_ms;
     pthread_mutex_lock(&ing->lock);
     ing->stats.acks += sent;
     pthread_mutex_unlock(&ing->lock);
@@ -456,14 +443,14 @@ trellis_err_t trellis_ingest_run(trellis_ingest_t *ing)
     }
     net_started = true;
     if (ing->cfg.stats_interval_ms > 0)
-        next_stats = tr__ingest_mono_ms() + ing->cfg.stats_interval_ms;
+        next_stats = trellis_mono_ms() + ing->cfg.stats_interval_ms;
     err = TRELLIS_OK;
     for (;;) {
         uint64_t rt = 0, rp = 0;
         bool stopping = ing->stop;
         long long wait = -1;
         if (ing->ack_count > 0) {
-            wait = ing->next_ack_flush - tr__ingest_mono_ms();
+            wait = ing->next_ack_flush - trellis_mono_ms();
             wait = wait < 0 ? 0 : wait;
         }
         size_t n = take_batch(ing, wait, &rt, &rp);
@@ -472,11 +459,11 @@ trellis_err_t trellis_ingest_run(trellis_ingest_t *ing)
             if (err != TRELLIS_OK)
                 break;
         }
-        if (ing->ack_count > 0 && tr__ingest_mono_ms() >= ing->next_ack_flush)
+        if (ing->ack_count > 0 && trellis_mono_ms() >= ing->next_ack_flush)
             flush_acks(ing);
-        if (next_stats > 0 && tr__ingest_mono_ms() >= next_stats) {
+        if (next_stats > 0 && trellis_mono_ms() >= next_stats) {
             log_stats(ing, "ingest.stats");
-            next_stats = tr__ingest_mono_ms() + ing->cfg.stats_interval_ms;
+            next_stats = trellis_mono_ms() + ing->cfg.stats_interval_ms;
         }
         /* Stop only once a pass that began after the stop request found nothing left. */
         if (stopping && n == 0)

@@ -35,6 +35,7 @@
 #include <openssl/x509.h>
 
 #include "registrar_internal.h"
+#include "trellis/clock.h"
 #include "trellis/http_client.h"
 #include "trellis/http_server.h"
 #include "trellis/log.h"
@@ -111,7 +112,7 @@ static void flow_fail(flow_t *f, trellis_err_t err, const char *detail)
 {
     trellis_registrar_t *r = f->r;
     flow_unclaim(f);
-    tr__reg_metrics_enroll(&r->metrics, err, tr__reg_mono_us() - f->t0_us);
+    tr__reg_metrics_enroll(&r->metrics, err, trellis_mono_us() - f->t0_us);
     trellis_log(err == TRELLIS_ERR_UNAVAILABLE ? TRELLIS_LOG_WARN : TRELLIS_LOG_INFO,
                 f->route == TR__ROUTE_REENROLL ? "reenroll.refused" : "enroll.refused",
                 TRELLIS_KV_STR("peer", f->peer), TRELLIS_KV_STR("device", f->in.device_id),
@@ -297,7 +298,7 @@ static void answer(flow_t *f)
     atomic_fetch_add_explicit(&r->metrics.certificates, 1, memory_order_relaxed);
     if (f->op.replaced)
         atomic_fetch_add_explicit(&r->metrics.replaced, 1, memory_order_relaxed);
-    tr__reg_metrics_enroll(&r->metrics, TRELLIS_OK, tr__reg_mono_us() - f->t0_us);
+    tr__reg_metrics_enroll(&r->metrics, TRELLIS_OK, trellis_mono_us() - f->t0_us);
     tr__reg_metrics_request(&r->metrics, f->route, 201);
     trellis_log(TRELLIS_LOG_INFO, f->route == TR__ROUTE_REENROLL ? "reenroll.ok" : "enroll.ok",
                 TRELLIS_KV_STR("device", f->in.device_id),
@@ -389,7 +390,7 @@ static void on_verdict(const trellis_http_response_t *resp, void *arg)
     f->call = NULL;
 
     atomic_fetch_add_explicit(&r->metrics.verifier_latency_sum_us,
-                              tr__reg_mono_us() - f->call_t0_us, memory_order_relaxed);
+                              trellis_mono_us() - f->call_t0_us, memory_order_relaxed);
     if (resp->err != TRELLIS_OK) {
         atomic_fetch_add_explicit(&r->metrics.verifier_failures, 1, memory_order_relaxed);
         trellis_log(TRELLIS_LOG_WARN, "verifier.unavailable",
@@ -441,7 +442,7 @@ static void ask_verifier(flow_t *f)
         .body_len = len,
         .timeout_ms = (unsigned)r->cfg.verifier_timeout_ms,
     };
-    f->call_t0_us = tr__reg_mono_us();
+    f->call_t0_us = trellis_mono_us();
     atomic_fetch_add_explicit(&r->metrics.verifier_calls, 1, memory_order_relaxed);
     err = trellis_http_client_send(f->w->verifier, &rq, on_verdict, f, &f->call);
     free(body);
@@ -473,7 +474,7 @@ static flow_t *flow_new(trellis_http_request_t *req, trellis_registrar_t *r, tr_
     f->w = trellis_http_request_worker_ctx(req);
     f->req = req;
     f->route = route;
-    f->t0_us = tr__reg_mono_us();
+    f->t0_us = trellis_mono_us();
     snprintf(f->peer, sizeof(f->peer), "%s", trellis_http_request_peer(req));
     return f;
 }

@@ -9,16 +9,10 @@
 #include <time.h>
 
 #include "registrar_internal.h"
+#include "trellis/clock.h"
 #include "trellis/encoding.h"
 #include "trellis/http_server.h"
 #include "trellis/log.h"
-
-uint64_t tr__reg_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 int64_t tr__reg_now_s(void)
 {
@@ -81,7 +75,7 @@ int tr__reg_rate_ok(trellis_http_request_t *req, trellis_registrar_t *r, tr__reg
     if (r->ratelimit == NULL)
         return 1;
     unsigned wait_s =
-        tr__reg_ratelimit_take(r->ratelimit, trellis_http_request_peer(req), tr__reg_mono_us());
+        tr__reg_ratelimit_take(r->ratelimit, trellis_http_request_peer(req), trellis_mono_us());
     if (wait_s == 0)
         return 1;
     if (route == TR__ROUTE_ENROLL || route == TR__ROUTE_REENROLL)

@@ -372,7 +372,6 @@ void tr__reg_respond_error(struct trellis_http_request *req, struct trellis_regi
 int tr__reg_rate_ok(struct trellis_http_request *req, struct trellis_registrar *r,
                     tr__reg_route_t route);
 
-uint64_t tr__reg_mono_us(void);
 int64_t tr__reg_now_s(void);
 
 #endif /* TRELLIS_REGISTRAR_INTERNAL_H */

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "registrar_internal.h"
+#include "trellis/clock.h"
 #include "trellis/crypto.h"
 #include "trellis/http_client.h"
 #include "trellis/http_server.h"
@@ -139,7 +140,7 @@ static void crl_publish(trellis_registrar_t *r, trellis_rstore_t *store, const c
         return;
     }
     atomic_store(&r->crl_dirty, 0);
-    r->crl_published_us = tr__reg_mono_us();
+    r->crl_published_us = trellis_mono_us();
     atomic_fetch_add_explicit(&r->metrics.crl_published, 1, memory_order_relaxed);
     trellis_log(TRELLIS_LOG_INFO, "crl.published", TRELLIS_KV_INT("number", (long long)number),
                 TRELLIS_KV_STR("why", why));
@@ -158,7 +159,7 @@ static void after_batch(void *arg, const trellis_rstore_op_t *ops, size_t n)
     /* At once when revocations are rare; under a stream of renewals at most once a second
      * (the tick publishes what is left), so the CRL's cost does not grow with the rate. */
     if (atomic_load(&r->crl_dirty) &&
-        tr__reg_mono_us() - r->crl_published_us >= CRL_MIN_INTERVAL_US)
+        trellis_mono_us() - r->crl_published_us >= CRL_MIN_INTERVAL_US)
         crl_publish(r, r->store, "revocation");
 }
 

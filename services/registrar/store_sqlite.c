@@ -14,6 +14,7 @@
 
 #include <sqlite3.h>
 
+#include "trellis/clock.h"
 #include "trellis/sqlite_util.h"
 
 #include "trellis/registrar_store.h"
@@ -164,13 +165,6 @@ typedef struct {
     int synced;  /* the connection's current setting: 1 synchronous=FULL, 0 NORMAL */
 } sq_ctx;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Statements are reset and unbound before each use, and reset after, so that none holds a read
  * snapshot open between calls. */
 static sqlite3_stmt *stmt(sq_ctx *c, int id)
@@ -243,7 +237,7 @@ static trellis_err_t audit_insert(sq_ctx *c, int64_t ts, const char *event, cons
                                   const char *device, const char *outcome, const char *detail)
 {
     sqlite3_stmt *st = stmt(c, ST_AUDIT_ADD);
-    sqlite3_bind_int64(st, 1, ts != 0 ? ts : now_ms());
+    sqlite3_bind_int64(st, 1, ts != 0 ? ts : trellis_wall_ms());
     trellis_sqlite_bind_text_or_null(st, 2, event);
     trellis_sqlite_bind_text_or_null(st, 3, actor != NULL ? actor : "");
     trellis_sqlite_bind_text_or_null(st, 4, device != NULL ? device : "");
@@ -453,7 +447,7 @@ static trellis_err_t op_record(sq_ctx *c, trellis_rstore_op_t *op)
 
     if (!record_valid(e))
         return TRELLIS_ERR_INVALID_ARG;
-    int64_t ts = e->ts_ms != 0 ? e->ts_ms : now_ms();
+    int64_t ts = e->ts_ms != 0 ? e->ts_ms : trellis_wall_ms();
     if (trellis_sqlite_step_done(stmt(c, ST_SAVEPOINT)) != TRELLIS_OK)
         return TRELLIS_ERR_STORE;
     trellis_err_t err = record(c, op, ts, &why);
@@ -762,7 +756,7 @@ static trellis_err_t sq_device_revoke(void *ctx, const char *device_id, trellis_
     if (device_id == NULL || reason == NULL || actor == NULL ||
         strlen(reason) > TRELLIS_RSTORE_TEXT_MAX)
         return TRELLIS_ERR_INVALID_ARG;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
     err = begin_write(c);
     if (err != TRELLIS_OK)
         return err;
@@ -800,7 +794,7 @@ static trellis_err_t sq_device_reinstate(void *ctx, const char *device_id, const
     int state = DEV_ABSENT;
     if (device_id == NULL || actor == NULL)
         return TRELLIS_ERR_INVALID_ARG;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
     trellis_err_t err = begin_write(c);
     if (err != TRELLIS_OK)
         return err;

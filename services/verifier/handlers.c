@@ -14,18 +14,12 @@
 #include <jansson.h>
 
 #include "manifest.h"
+#include "trellis/clock.h"
 #include "trellis/http_server.h"
 #include "trellis/log.h"
 #include "verifier_internal.h"
 
 #define MANIFEST_MEDIA_TYPE "application/x-ndjson"
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 tr__worker_t *tr__worker_of(trellis_http_request_t *req)
 {
@@ -103,7 +97,7 @@ static void pending_respond(pending_t *p)
         tr__respond_error(p->req, v, TR__ROUTE_VERIFY, TRELLIS_ERR_UNAVAILABLE,
                           "the audit log could not be written");
     } else {
-        tr__metrics_verdict(&v->metrics, &p->verdict, mono_us() - p->t0_us);
+        tr__metrics_verdict(&v->metrics, &p->verdict, trellis_mono_us() - p->t0_us);
         tr__metrics_request(&v->metrics, TR__ROUTE_VERIFY, 200);
         trellis_http_respond_json_text(p->req, 200, p->body, p->len);
     }
@@ -215,7 +209,7 @@ void tr__handle_verify(trellis_http_request_t *req, void *app)
 {
     trellis_verifier_t *v = app;
     tr__worker_t *w = tr__worker_of(req);
-    uint64_t t0 = mono_us();
+    uint64_t t0 = trellis_mono_us();
     char caller[TRELLIS_VSTORE_NAME_MAX + 1];
     trellis_reason_t why;
     tr__verify_request_t *body = NULL;

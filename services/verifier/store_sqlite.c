@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 
+#include "trellis/clock.h"
 #include "trellis/sqlite_util.h"
 
 #include "trellis/verifier_store.h"
@@ -166,13 +167,6 @@ typedef struct {
     uint64_t staged; /* records staged since import_begin */
 } sq_ctx;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Statements are reset and unbound after each use so none holds a read snapshot open. */
 static sqlite3_stmt *stmt(sq_ctx *c, int id)
 {
@@ -244,7 +238,7 @@ static trellis_err_t sq_oem_add(void *ctx, const char *name, const char *caller)
 {
     sq_ctx *c = ctx;
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (name == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -293,7 +287,7 @@ static trellis_err_t sq_factory_add(void *ctx, const char *name,
 {
     sq_ctx *c = ctx;
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (name == NULL || key == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -422,7 +416,7 @@ static trellis_err_t sq_device_revoke(void *ctx, const char *device_id, const ch
     sq_ctx *c = ctx;
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
     trellis_vstore_device_t dev;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (device_id == NULL || reason == NULL || strlen(reason) > TRELLIS_VSTORE_REASON_MAX)
         return TRELLIS_ERR_INVALID_ARG;
@@ -531,7 +525,7 @@ static trellis_err_t sq_transfer(void *ctx, const char *device_id, const char *b
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
     int exists = 0;
     uint64_t n = 0;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (moved == NULL)
         return TRELLIS_ERR_INVALID_ARG;
@@ -567,7 +561,7 @@ static trellis_err_t sq_audit_append(void *ctx, const trellis_vstore_audit_t *en
 {
     sq_ctx *c = ctx;
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (entries == NULL || n == 0 || n > AUDIT_APPEND_MAX)
         return TRELLIS_ERR_INVALID_ARG;
@@ -853,7 +847,7 @@ static trellis_err_t sq_import_commit(void *ctx, const trellis_vstore_manifest_t
     sq_ctx *c = ctx;
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
     int found = 0;
-    int64_t ts = now_ms();
+    int64_t ts = trellis_wall_ms();
 
     if (res == NULL)
         return TRELLIS_ERR_INVALID_ARG;

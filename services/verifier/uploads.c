@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "manifest.h"
+#include "trellis/clock.h"
 #include "trellis/crypto.h"
 #include "trellis/encoding.h"
 #include "trellis/http_server.h"
@@ -46,13 +47,6 @@ struct tr__upload {
     long long last_active_ms;
     int busy;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void upload_free(tr__upload_t *u)
 {
@@ -110,7 +104,7 @@ size_t tr__uploads_sweep(trellis_verifier_t *v)
     tr__uploads_t *t = &v->uploads;
     tr__upload_t *gone[TR__UPLOADS_MAX];
     size_t n = 0;
-    long long now = mono_ms();
+    long long now = trellis_mono_ms();
 
     pthread_mutex_lock(&t->lock);
     for (size_t i = 0; i < TR__UPLOADS_MAX; i++) {
@@ -258,7 +252,7 @@ static void give_back(trellis_verifier_t *v, tr__upload_t *u)
 {
     pthread_mutex_lock(&v->uploads.lock);
     u->busy = 0;
-    u->last_active_ms = mono_ms();
+    u->last_active_ms = trellis_mono_ms();
     pthread_mutex_unlock(&v->uploads.lock);
 }
 
@@ -302,7 +296,7 @@ static trellis_err_t upload_new(trellis_verifier_t *v, const char *caller, tr__u
         goto out;
     snprintf(u->factory, sizeof(u->factory), "%s", caller);
     u->next_part = 1;
-    u->last_active_ms = mono_ms();
+    u->last_active_ms = trellis_mono_ms();
     err = trellis_random(raw, sizeof(raw));
     if (err == TRELLIS_OK)
         err = trellis_hex_encode(raw, sizeof(raw), u->id, sizeof(u->id), &n);

@@ -179,20 +179,6 @@ void tr__agent_close(tr__agent_t *a)
     OPENSSL_cleanse(a->cfg.pkcs11_pin, sizeof(a->cfg.pkcs11_pin));
 }
 
-int64_t tr__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t tr__mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void tr__sleep_ms(long long ms, volatile sig_atomic_t *stop)
 {
     while (ms > 0 && (stop == NULL || !*stop)) {

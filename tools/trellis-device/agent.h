@@ -301,8 +301,6 @@ typedef struct {
 void tr__thermo_init(tr__thermo_t *t, const char *device_id);
 double tr__thermo_read(tr__thermo_t *t);
 
-int64_t tr__now_ms(void);
-int64_t tr__mono_ms(void);
 /* Sleeps ms, in short steps, returning early when *stop is set (stop may be NULL). */
 void tr__sleep_ms(long long ms, volatile sig_atomic_t *stop);
 

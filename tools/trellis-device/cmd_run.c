@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "trellis/clock.h"
 #include "trellis/log.h"
 
 typedef struct {
@@ -124,14 +125,14 @@ int tr__cmd_run(const char *state_dir, int argc, char **argv)
         goto out;
     }
     tr__thermo_init(&thermo, a->factory.device_id);
-    int64_t next_reading = tr__mono_ms();
-    int64_t next_renew_check = tr__mono_ms();
+    int64_t next_reading = trellis_mono_ms();
+    int64_t next_renew_check = trellis_mono_ms();
     while (!*a->stop) {
-        int64_t now = tr__mono_ms();
+        int64_t now = trellis_mono_ms();
         bool more = a->cfg.readings == 0 || taken < a->cfg.readings;
         if (more && now >= next_reading) {
             tr__reading_t r;
-            if (tr__spool_append(&spool, tr__now_ms(), tr__thermo_read(&thermo), &r) !=
+            if (tr__spool_append(&spool, trellis_wall_ms(), tr__thermo_read(&thermo), &r) !=
                 TRELLIS_OK) {
                 rc = tr__agent_fail(what, "cannot write the spool");
                 goto out;
@@ -150,9 +151,9 @@ int tr__cmd_run(const char *state_dir, int argc, char **argv)
             long long wait = a->cfg.renew_check_ms;
             if (renew_failures > 0)
                 wait = tr__backoff_ms(a->cfg.retry_base_ms, a->cfg.retry_max_ms, renew_failures, 0);
-            next_renew_check = tr__mono_ms() + wait;
+            next_renew_check = trellis_mono_ms() + wait;
         }
-        long long timeout = more ? next_reading - tr__mono_ms() : 100;
+        long long timeout = more ? next_reading - trellis_mono_ms() : 100;
         if (timeout > 100)
             timeout = 100;
         if (timeout < 1)

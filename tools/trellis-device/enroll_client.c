@@ -23,6 +23,7 @@
 #include <openssl/crypto.h>
 
 #include "agent.h"
+#include "trellis/clock.h"
 #include "trellis/crypto.h"
 #include "trellis/csr.h"
 #include "trellis/json.h"
@@ -505,13 +506,13 @@ trellis_err_t tr__enroll_with_retries(tr__agent_t *a, tr__identity_t *out, tr__e
 {
     trellis_err_t err = TRELLIS_ERR_INTERNAL;
     for (int attempt = 1;; attempt++) {
-        int64_t t0 = tr__mono_ms();
+        int64_t t0 = trellis_mono_ms();
         err = tr__enroll_once(a, out, res);
         if (err == TRELLIS_OK) {
             trellis_log(
                 TRELLIS_LOG_INFO, "enroll.ok", TRELLIS_KV_STR("device", a->factory.device_id),
                 TRELLIS_KV_STR("serial", out->serial_hex), TRELLIS_KV_INT("attempt", attempt),
-                TRELLIS_KV_INT("ms", (long long)(tr__mono_ms() - t0)));
+                TRELLIS_KV_INT("ms", (long long)(trellis_mono_ms() - t0)));
             return TRELLIS_OK;
         }
         bool last = res->outcome == TR__ENROLL_REFUSED ||

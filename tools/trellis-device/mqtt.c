@@ -20,6 +20,7 @@
 #include <mosquitto.h>
 
 #include "agent.h"
+#include "trellis/clock.h"
 #include "trellis/fsutil.h"
 #include "trellis/log.h"
 
@@ -61,7 +62,7 @@ static void on_subscribe(struct mosquitto *mosq, void *arg, int mid, int n, cons
     m->subscribed = true;
     m->sent_to = tr__spool_floor(m->spool);
     m->announce_floor = true;
-    m->last_progress_ms = tr__mono_ms();
+    m->last_progress_ms = trellis_mono_ms();
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *arg, int rc)
@@ -95,7 +96,7 @@ static void on_message(struct mosquitto *mosq, void *arg, const struct mosquitto
     if (tr__spool_ack(m->spool, seq) != TRELLIS_OK)
         trellis_log(TRELLIS_LOG_ERROR, "spool.ack_failed", TRELLIS_KV_INT("seq", seq));
     if (m->spool->acked > before) {
-        m->last_progress_ms = tr__mono_ms();
+        m->last_progress_ms = trellis_mono_ms();
         trellis_log(TRELLIS_LOG_DEBUG, "mqtt.ack", TRELLIS_KV_INT("seq", seq),
                     TRELLIS_KV_INT("backlog", (long long)m->spool->count));
     }
@@ -179,7 +180,7 @@ out:
 static void publish_window(tr__mqtt_t *m)
 {
     tr__spool_t *s = m->spool;
-    int64_t now = tr__mono_ms();
+    int64_t now = trellis_mono_ms();
     int64_t floor = tr__spool_floor(s);
 
     if (!m->subscribed)
@@ -232,7 +233,7 @@ static void publish_window(tr__mqtt_t *m)
 
 void tr__mqtt_step(tr__mqtt_t *m, long timeout_ms)
 {
-    int64_t now = tr__mono_ms();
+    int64_t now = trellis_mono_ms();
     if (m->mosq == NULL)
         return;
     if (!m->connected && mosquitto_socket(m->mosq) < 0) {
@@ -261,7 +262,7 @@ void tr__mqtt_step(tr__mqtt_t *m, long timeout_ms)
          * back after a backoff. */
         on_disconnect(m->mosq, m, rc == MOSQ_ERR_NO_CONN ? 0 : rc);
         mosquitto_disconnect(m->mosq);
-        m->next_connect_ms = tr__mono_ms() + m->backoff_ms;
+        m->next_connect_ms = trellis_mono_ms() + m->backoff_ms;
         m->backoff_ms = m->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : m->backoff_ms * 2;
         return;
     }

@@ -18,6 +18,7 @@
 #include "agent_test.h"
 #include "mosquitto_harness.h"
 #include "test_support.h"
+#include "trellis/clock.h"
 #include "trellis/ingest.h"
 #include "trellis/log.h"
 #include "trellis/x509.h"
@@ -150,7 +151,7 @@ static void take(device_t *d, int n)
 {
     for (int i = 0; i < n; i++) {
         tr__reading_t r;
-        assert_int_equal(tr__spool_append(&d->spool, tr__now_ms(), 21.0 + i / 100.0, &r),
+        assert_int_equal(tr__spool_append(&d->spool, trellis_wall_ms(), 21.0 + i / 100.0, &r),
                          TRELLIS_OK);
     }
 }
@@ -158,14 +159,14 @@ static void take(device_t *d, int n)
 /* Runs the client for ms. */
 static void pump(device_t *d, long ms)
 {
-    for (int64_t end = tr__mono_ms() + ms; tr__mono_ms() < end;)
+    for (int64_t end = trellis_mono_ms() + ms; trellis_mono_ms() < end;)
         tr__mqtt_step(&d->m, 20);
 }
 
 /* Runs the client until the spool is empty (every reading acknowledged) or ms pass. */
 static bool drain(device_t *d, long ms)
 {
-    for (int64_t end = tr__mono_ms() + ms; tr__mono_ms() < end;) {
+    for (int64_t end = trellis_mono_ms() + ms; trellis_mono_ms() < end;) {
         tr__mqtt_step(&d->m, 20);
         if (d->spool.count == 0)
             return true;
